@@ -1,0 +1,28 @@
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: venv test demo bench clean
+
+venv: $(STAMP)
+
+# torch==2.13.0 first: it is the CPU wheel on disk; a looser spec would pull a CUDA build.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+demo: venv
+	$(BIN)/python examples/hybrid_demo.py
+
+bench: venv
+	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
