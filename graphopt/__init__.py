@@ -1,1 +1,43 @@
+"""graphopt: optimize AI workflows the way PyTorch optimizes neural networks."""
 
+from graphopt import errors, feedback, graph, optim, plugins
+from graphopt.errors import (
+    BudgetExceeded,
+    GraphoptError,
+    OptimizerStepError,
+    ParamValidationError,
+    PluginNotFoundError,
+    PluginValidationError,
+    ReplyFormatError,
+    TraceError,
+)
+from graphopt.feedback import Feedback, backward
+from graphopt.graph import (
+    Choice,
+    Error,
+    Float,
+    Int,
+    Message,
+    Module,
+    Node,
+    Param,
+    TracedFunction,
+    no_trace,
+    op,
+    ops,
+    param,
+)
+from graphopt.optim import Optimizer, optimizer
+
+__all__ = [
+    "BudgetExceeded", "Choice", "Error", "Feedback", "Float", "GraphoptError", "Int", "Message",
+    "Module", "Node", "Optimizer", "OptimizerStepError", "Param", "ParamValidationError",
+    "PluginNotFoundError", "PluginValidationError", "ReplyFormatError", "TraceError",
+    "TracedFunction", "backward", "errors", "feedback", "graph", "no_trace", "op", "ops",
+    "optim", "optimizer", "param", "plugins",
+]
+
+for _name in ("Choice", "Error", "Feedback", "Float", "Int", "Message", "Module", "Node",
+              "Optimizer", "Param", "TracedFunction"):
+    globals()[_name].__module__ = "graphopt"
+del _name

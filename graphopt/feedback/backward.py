@@ -1,0 +1,52 @@
+"""``backward``: feedback from an output to the parameters behind it, torch gradients included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from graphopt.errors import TraceError
+from graphopt.feedback.feedback import ErrorInfo, Feedback
+from graphopt.graph.node import Error, Node
+from graphopt.graph.walk import minimal_subgraph
+from graphopt.plugins.manager import PluginManager, get_plugin_manager
+
+
+def backward(output: Node, feedback: Any = None, *, propagator: str = "default",
+             retain_graph: bool = False, plugin_manager: PluginManager | None = None) -> None:
+    """Propagate ``feedback`` about ``output`` to every trainable parameter it depends on.
+
+    ``feedback`` may be a ``Feedback`` or anything ``Feedback.coerce`` takes. Left out, it is the
+    output's error (for an ``Error`` node) or its value as a loss (for a scalar tensor with grad).
+    A loss (given, or the output's own scalar tensor with grad) runs torch autograd, so tensor parameters get ``.grad``; text, score
+    and error parts reach every parameter through the named propagator. Repeated calls accumulate.
+    """
+    if not isinstance(output, Node):
+        raise TraceError(f"backward expects a graphopt Node, got {type(output).__name__}; "
+                         f"call ops on params so the output is traced")
+    resolved = _resolve(output, feedback)
+    subgraph = minimal_subgraph((output,))
+    loss = resolved.loss if resolved.loss is not None else _scalar_with_grad(output.value)
+    if loss is not None and loss.requires_grad:
+        loss.backward(retain_graph=retain_graph)
+    manager = plugin_manager or get_plugin_manager()
+    manager.lookup("propagators", propagator).propagate(subgraph, resolved)
+
+
+def _resolve(output: Node, feedback: Any) -> Feedback:
+    if feedback is not None:
+        return Feedback.coerce(feedback)
+    if isinstance(output, Error):
+        return Feedback(error=ErrorInfo.from_exception(output.value, output.traceback))
+    loss = _scalar_with_grad(output.value)
+    if loss is not None:
+        return Feedback(loss=loss)
+    raise TraceError(f"backward from {output.label!r} needs feedback: its value is neither an error "
+                     f"nor a scalar tensor requiring grad", node=output)
+
+
+def _scalar_with_grad(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.requires_grad:
+        return value
+    return None

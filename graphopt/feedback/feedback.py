@@ -1,0 +1,89 @@
+"""``Feedback``: what a user (or a metric) says about an output — text, score, loss or error."""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+
+class ErrorInfo(BaseModel):
+    """An exception, as text: its type, message and formatted traceback."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, formatted: str | None = None) -> ErrorInfo:
+        text = formatted if formatted is not None else "".join(traceback.format_exception(exc)).rstrip()
+        return cls(type=type(exc).__name__, message=str(exc), traceback=text)
+
+
+class Feedback(BaseModel):
+    """Any of: a critique (``text``), a ``score`` (higher is better), a torch ``loss``, an ``error``.
+
+    Several may be given at once; at least one must be. ``Feedback.coerce`` builds one from a
+    string, a number, a tensor, an exception or a dict.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    text: str | None = None
+    score: float | None = None
+    loss: Any = None
+    error: ErrorInfo | None = None
+
+    @field_validator("loss")
+    @classmethod
+    def _check_loss(cls, loss: Any) -> Any:
+        if loss is None:
+            return None
+        if not isinstance(loss, torch.Tensor):
+            raise ValueError(f"loss must be a torch.Tensor, got {type(loss).__name__}")
+        if loss.numel() != 1:
+            raise ValueError(f"loss must be a scalar tensor, got shape {tuple(loss.shape)}")
+        return loss
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Feedback:
+        if self.text is None and self.score is None and self.loss is None and self.error is None:
+            raise ValueError("feedback needs at least one of text, score, loss, error")
+        return self
+
+    @classmethod
+    def coerce(cls, value: Any) -> Feedback:
+        """``value`` as feedback: str → text, number → score, tensor → loss, exception → error."""
+        if isinstance(value, Feedback):
+            return value
+        if isinstance(value, str):
+            return cls(text=value)
+        if isinstance(value, bool):
+            return cls(score=float(value))
+        if isinstance(value, (int, float)):
+            return cls(score=float(value))
+        if isinstance(value, torch.Tensor):
+            return cls(loss=value)
+        if isinstance(value, BaseException):
+            return cls(error=ErrorInfo.from_exception(value))
+        if isinstance(value, dict):
+            return cls(**value)
+        raise TypeError(f"cannot make feedback from {type(value).__name__}; expected Feedback, "
+                        f"str, number, tensor, exception or dict")
+
+    def describe(self) -> str:
+        """One short human-readable line."""
+        parts = []
+        if self.score is not None:
+            parts.append(f"score={self.score:g}")
+        if self.loss is not None:
+            parts.append(f"loss={float(self.loss.detach()):g}")
+        if self.error is not None:
+            parts.append(f"error={self.error.type}: {self.error.message}")
+        if self.text is not None:
+            parts.append(self.text)
+        return "; ".join(parts)

@@ -1,0 +1,313 @@
+"""``@op``: functions, methods and coroutines whose calls become ``Message`` nodes.
+
+With ``trainable=True`` the function's source is itself a code parameter (``fn.code``): the
+current source is compiled once per content hash, and a candidate that fails to compile, raises
+or runs past ``timeout`` yields an ``Error`` node instead of crashing the run.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextvars
+import functools
+import hashlib
+import inspect
+import textwrap
+import threading
+from typing import Any, Callable, TypeVar, overload
+
+from graphopt.errors import TraceError
+from graphopt.graph import context
+from graphopt.graph.kinds import CodeKind
+from graphopt.graph.node import Error, Message, Node, Op, Param, _error, _upstream_error, split_inputs
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+NESTED = "<nested>"
+
+
+class TracedFunction:
+    """A function whose every call (while tracing) is recorded as a node."""
+
+    def __init__(self, function: Callable[..., Any], *, name: str | None = None,
+                 trainable: bool = False, timeout: float | None = None) -> None:
+        if not callable(function):
+            raise TypeError(f"@op expects a function, got {type(function).__name__}")
+        functools.update_wrapper(self, function)
+        self.function = function
+        self.is_async = inspect.iscoroutinefunction(function)
+        self.timeout = timeout
+        signature = inspect.signature(function)
+        positional = [p for p in signature.parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.positional_names = tuple(p.name for p in positional)
+        var = [p.name for p in signature.parameters.values() if p.kind is p.VAR_POSITIONAL]
+        self.var_positional = var[0] if var else None
+        self.op = Op(name or function.__qualname__, self, inspect.getdoc(function) or "")
+        self.code: Param | None = None
+        self._compiled: dict[str, Callable[..., Any] | BaseException] = {}
+        if trainable:
+            source = function_source(function)
+            self._original_source = source
+            self.code = Param(source, name=f"{name or function.__qualname__}.code",
+                              kind=CodeKind(function.__name__, _signature_names(signature), self.is_async),
+                              description=f"source code of op {self.op.name!r}")
+
+    @property
+    def trainable(self) -> bool:
+        return self.code is not None
+
+    def __repr__(self) -> str:
+        kind = "trainable op" if self.code is not None else "op"
+        return f"<{kind} {self.op.name}>"
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return BoundTracedFunction(self, instance)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.invoke(args, kwargs, None, bound=False)
+
+    # -- one call ---------------------------------------------------------------------------
+    def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, *, bound: bool) -> Any:
+        """Run one call; ``instance`` is a method's receiver, passed through but never traced."""
+        state = context.current()
+        if not state.enabled:
+            return self._run_raw(args, kwargs, instance, bound)
+        if self.is_async:
+            return self._ainvoke(state, args, kwargs, instance, bound)
+        prepared = self._prepare(args, kwargs, bound)
+        early = self._early_error(state, prepared)
+        if early is not None:
+            return early
+        function, n_positional, inputs, names, parents, arg_names, constants = prepared
+        raw = [a.value if isinstance(a, Node) else a for a in inputs]
+        token, frame = context.open_frame()
+        try:
+            positional = raw[:n_positional] if not bound else [instance, *raw[:n_positional]]
+            keywords = dict(zip(names[n_positional:], raw[n_positional:]))
+            value: Any = self._run(function, positional, keywords)
+            failure: BaseException | None = None
+        except Exception as exc:
+            value, failure = None, exc
+        finally:
+            context.close_frame(token)
+        return self._finish(state, value, failure, parents, arg_names, constants, frame)
+
+    async def _ainvoke(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       instance: Any, bound: bool) -> Node:
+        prepared = self._prepare(args, kwargs, bound)
+        early = self._early_error(state, prepared)
+        if early is not None:
+            return early
+        function, n_positional, inputs, names, parents, arg_names, constants = prepared
+        raw = [a.value if isinstance(a, Node) else a for a in inputs]
+        token, frame = context.open_frame()
+        try:
+            positional = raw[:n_positional] if not bound else [instance, *raw[:n_positional]]
+            value: Any = await function(*positional, **dict(zip(names[n_positional:], raw[n_positional:])))
+            failure: BaseException | None = None
+        except Exception as exc:
+            value, failure = None, exc
+        finally:
+            context.close_frame(token)
+        return self._finish(state, value, failure, parents, arg_names, constants, frame)
+
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any], bound: bool) -> tuple:
+        declared = self.positional_names[1:] if bound else self.positional_names
+        names = list(declared[: len(args)])
+        if len(args) > len(declared):
+            stem = self.var_positional or "arg"
+            names += [f"{stem}{i}" for i in range(len(args) - len(declared))]
+        n_positional = len(args)
+        names += list(kwargs)
+        inputs: tuple[Any, ...] = (*args, *kwargs.values())
+        traced_inputs, traced_names = inputs, tuple(names)
+        if self.code is not None:
+            traced_inputs, traced_names = (self.code, *inputs), ("__code__", *names)
+        parents, arg_names, constants = split_inputs(traced_inputs, traced_names)
+        function = self.implementation()
+        return function, n_positional, inputs, tuple(names), parents, arg_names, constants
+
+    def _early_error(self, state: context.TraceState, prepared: tuple) -> Error | None:
+        function, _, _, _, parents, arg_names, constants = prepared
+        upstream = _upstream_error(parents)
+        if upstream is None and isinstance(function, BaseException):
+            upstream = function
+        if upstream is None:
+            return None
+        return _error(state, self.op, upstream, parents, arg_names, constants)
+
+    def _finish(self, state: context.TraceState, value: Any, failure: BaseException | None,
+                parents: tuple[Node, ...], arg_names: tuple[str, ...], constants: dict[str, Any] | None,
+                frame: list) -> Node:
+        nested = _frontier(frame, parents)
+        if isinstance(value, Node):
+            # The body returned a node of a nested op: its value is ours, and it is a parent.
+            if all(value is not n for n in nested):
+                nested.append(value)
+            if type(value) is Error:
+                failure = value.value
+            value = value.value
+        if nested:
+            parents = (*parents, *nested)
+            arg_names = (*arg_names, *([NESTED] * len(nested)))
+        if failure is not None:
+            return _error(state, self.op, failure, parents, arg_names, constants)
+        node = Message(value, parents, self.op, arg_names, constants)
+        if state.frame is not None:
+            state.frame.append(node)
+        return node
+
+    def _run(self, function: Callable[..., Any], positional: list[Any], keywords: dict[str, Any]) -> Any:
+        if self.timeout is None:
+            return function(*positional, **keywords)
+        return _run_with_timeout(function, positional, keywords, self.timeout, self.op.name)
+
+    def _run_raw(self, args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, bound: bool) -> Any:
+        function = self.implementation()
+        if isinstance(function, BaseException):
+            raise function
+        raw = [a.value if isinstance(a, Node) else a for a in args]
+        if bound:
+            raw.insert(0, instance)
+        raw_kwargs = {k: v.value if isinstance(v, Node) else v for k, v in kwargs.items()}
+        if self.is_async:
+            return function(*raw, **raw_kwargs)
+        return self._run(function, raw, raw_kwargs)
+
+    # -- trainable code ---------------------------------------------------------------------
+    def implementation(self) -> Callable[..., Any] | BaseException:
+        """The function to run: the original, or the compiled current ``code`` value.
+
+        A candidate that does not compile is returned as the exception, cached by content hash.
+        """
+        if self.code is None or self.code.value == self._original_source:
+            return self.function
+        source = self.code.value
+        key = hashlib.sha256(source.encode()).hexdigest()
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compile(source)
+            self._compiled[key] = compiled
+        return compiled
+
+    def _compile(self, source: str) -> Callable[..., Any] | BaseException:
+        namespace = dict(self.function.__globals__)
+        namespace.update(inspect.getclosurevars(self.function).nonlocals)
+        try:
+            exec(compile(source, f"<graphopt candidate {self.op.name}>", "exec"), namespace)
+            candidate = namespace[self.function.__name__]
+        except Exception as exc:
+            return exc
+        if not callable(candidate):
+            return TypeError(f"candidate for {self.op.name!r} defines {self.function.__name__!r} "
+                             f"as {type(candidate).__name__}, not a function")
+        return candidate
+
+
+class BoundTracedFunction:
+    """A traced method bound to its receiver; the receiver is passed but not traced."""
+
+    __slots__ = ("traced", "instance")
+
+    def __init__(self, traced: TracedFunction, instance: Any) -> None:
+        self.traced = traced
+        self.instance = instance
+
+    @property
+    def code(self) -> Param | None:
+        return self.traced.code
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.traced.invoke(args, kwargs, self.instance, bound=True)
+
+    def __repr__(self) -> str:
+        return f"<bound {self.traced!r} of {type(self.instance).__name__}>"
+
+
+def _frontier(frame: list, parents: tuple[Node, ...]) -> list[Node]:
+    """Nodes made inside the call that no other node made there (or an argument) consumed."""
+    if not frame:
+        return []
+    consumed = {id(p) for node in frame for p in node.parents}
+    consumed.update(id(p) for p in parents)
+    return [node for node in frame if id(node) not in consumed]
+
+
+def _signature_names(signature: inspect.Signature) -> tuple[str, ...]:
+    names = []
+    for p in signature.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            names.append("*" + p.name)
+        elif p.kind is p.VAR_KEYWORD:
+            names.append("**" + p.name)
+        else:
+            names.append(p.name)
+    # keyword-only names follow the positional ones in ast order, before **kwargs
+    star_kw = [n for n in names if n.startswith("**")]
+    star = [n for n in names if n.startswith("*") and not n.startswith("**")]
+    plain = [n for n in names if not n.startswith("*")]
+    return (*plain, *star, *star_kw)
+
+
+def function_source(function: Callable[..., Any]) -> str:
+    """The dedented source of ``function`` without its decorators."""
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError) as err:
+        raise TraceError(f"trainable op {function.__qualname__!r}: cannot read its source "
+                         f"({err}); define it in a file") from err
+    tree = ast.parse(source)
+    definition = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    lines = source.splitlines()
+    return "\n".join(lines[definition.lineno - 1: definition.end_lineno]) + "\n"
+
+
+def _run_with_timeout(function: Callable[..., Any], positional: list[Any], keywords: dict[str, Any],
+                      timeout: float, name: str) -> Any:
+    outcome: list[Any] = []
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            outcome.append((True, ctx.run(function, *positional, **keywords)))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append((False, exc))
+
+    # A runaway candidate cannot be killed in-process; its daemon thread is abandoned.
+    worker = threading.Thread(target=target, name=f"graphopt-op-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise TimeoutError(f"op {name!r} ran longer than {timeout} s")
+    ok, result = outcome[0]
+    if not ok:
+        raise result
+    return result
+
+
+@overload
+def op(function: F, /) -> TracedFunction: ...
+
+
+@overload
+def op(*, name: str | None = None, trainable: bool = False,
+       timeout: float | None = None) -> Callable[[F], TracedFunction]: ...
+
+
+def op(function: Callable[..., Any] | None = None, /, *, name: str | None = None,
+       trainable: bool = False, timeout: float | None = None) -> Any:
+    """Trace calls of a function, method or ``async def``: each call becomes a ``Message`` node.
+
+    ``@op`` and ``@op(trainable=True, timeout=2.0)`` both work. Arguments may be nodes or plain
+    values; the body receives plain values. With ``trainable=True`` the source is the code
+    parameter ``fn.code``. Parameters used inside nested ops stay reachable from the result.
+    """
+    def wrap(fn: Callable[..., Any]) -> TracedFunction:
+        return TracedFunction(fn, name=name, trainable=trainable, timeout=timeout)
+
+    if function is not None:
+        return wrap(function)
+    return wrap

@@ -1,0 +1,54 @@
+"""Traced helpers for what Python will not let an operator trace, and common losses.
+
+``len(node)``, ``str(node)`` and ``format(node)`` must return plain values; ``go.ops.len``,
+``go.ops.str`` and ``go.ops.format`` are their traced twins.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Iterable, Sized
+
+import torch
+
+from graphopt.graph.op import op
+
+
+def _length(value: Sized) -> int:
+    """Number of items in `value`."""
+    return builtins.len(value)
+
+
+def _text(value: Any) -> builtins.str:
+    """`value` converted to text with str()."""
+    return builtins.str(value)
+
+
+def _format(template: builtins.str, /, *args: Any, **kwargs: Any) -> builtins.str:
+    """`template.format(*args, **kwargs)`."""
+    return template.format(*args, **kwargs)
+
+
+def _join(separator: builtins.str, items: Iterable[Any]) -> builtins.str:
+    """The items converted to text and joined with `separator`."""
+    return separator.join(builtins.str(item) for item in items)
+
+
+def _mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between `prediction` and `target`."""
+    return torch.nn.functional.mse_loss(prediction, target)
+
+
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of `logits` against class indices `target`."""
+    return torch.nn.functional.cross_entropy(logits, target)
+
+
+len = op(name="len")(_length)
+str = op(name="str")(_text)
+format = op(name="format")(_format)
+join = op(name="join")(_join)
+mse = op(name="mse")(_mse)
+cross_entropy = op(name="cross_entropy")(_cross_entropy)
+
+__all__ = ["len", "str", "format", "join", "mse", "cross_entropy"]

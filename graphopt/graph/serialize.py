@@ -1,0 +1,101 @@
+"""Atomic files and parameter-value serialization (JSON, with tensors in safetensors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from graphopt.errors import ParamValidationError
+from graphopt.graph.node import Param
+
+FORMAT = "graphopt.params/1"
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """``json.dumps(data)`` written atomically."""
+    atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+def check_values(params: Mapping[str, Param], values: Mapping[str, Any], *, strict: bool = True
+                 ) -> dict[str, Any]:
+    """Validate every value against its parameter before anything is assigned.
+
+    Returns the validated values by name; raises ``ParamValidationError`` naming every problem.
+    """
+    problems: list[str] = []
+    if strict:
+        missing = [n for n in params if n not in values]
+        unknown = [n for n in values if n not in params]
+        if missing:
+            problems.append(f"missing params: {', '.join(missing)}")
+        if unknown:
+            problems.append(f"unknown params: {', '.join(unknown)}")
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        target = params.get(name)
+        if target is None:
+            continue
+        try:
+            decoded = value if isinstance(value, torch.Tensor) else target.kind.from_json(value)
+            checked[name] = target.validate(decoded)
+        except (ParamValidationError, ValueError, TypeError, KeyError) as err:
+            problems.append(f"{name}: {err}")
+    if problems:
+        raise ParamValidationError("cannot load parameter values: " + "; ".join(problems))
+    return checked
+
+
+def save_params(path: str | os.PathLike[str], params: Mapping[str, Param]) -> None:
+    """Write values to ``path`` (JSON) and tensors to ``path`` + ``.safetensors``; both atomic."""
+    tensors = {n: p.value.detach().cpu().contiguous() for n, p in params.items() if p.kind.name == "tensor"}
+    entries: dict[str, Any] = {}
+    for name, target in params.items():
+        entry: dict[str, Any] = {"kind": target.kind.name}
+        if name in tensors:
+            entry["tensor"] = name
+        else:
+            entry["value"] = target.to_json()
+        entries[name] = entry
+    if tensors:
+        fd, tmp = tempfile.mkstemp(dir=Path(path).parent, suffix=".safetensors.tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp)
+            atomic_write_bytes(f"{os.fspath(path)}.safetensors", Path(tmp).read_bytes())
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    atomic_write_json(path, {"format": FORMAT, "params": entries})
+
+
+def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The values ``save_params`` wrote, by name (tensors as tensors)."""
+    data = json.loads(Path(path).read_text())
+    if data.get("format") != FORMAT:
+        raise ParamValidationError(f"{os.fspath(path)}: not a graphopt parameter file "
+                                   f"(format {data.get('format')!r}, expected {FORMAT!r})")
+    entries: dict[str, Any] = data["params"]
+    tensor_file = Path(f"{os.fspath(path)}.safetensors")
+    tensors = load_file(tensor_file) if any("tensor" in e for e in entries.values()) else {}
+    return {name: tensors[e["tensor"]] if "tensor" in e else e["value"] for name, e in entries.items()}

@@ -1,0 +1,230 @@
+"""``Optimizer``: the base every optimizer plugin builds on.
+
+A step proposes new values, validates every one against its parameter, then commits them all —
+or none, raising ``OptimizerStepError`` with each parameter unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, ClassVar, Iterable, Mapping
+
+from graphopt.errors import OptimizerStepError, ParamValidationError
+from graphopt.feedback.propagators import ParamFeedback, received
+from graphopt.graph.module import Module
+from graphopt.graph.node import Param
+from graphopt.graph.op import BoundTracedFunction, TracedFunction
+from graphopt.plugins.manager import PluginManager, get_plugin_manager
+
+ParamsArg = Any  # Param | TracedFunction | Module | iterable of those | list of group dicts
+
+
+class Optimizer:
+    """Base class: ordered ``param_groups``, per-parameter ``state``, all-or-nothing ``step()``.
+
+    Subclasses set ``name`` and ``kinds`` and implement ``propose()``; those that update in place
+    (``torch``) override ``step()``. Parameters are referred to by name in ``state_dict()``.
+    """
+
+    name: ClassVar[str] = ""
+    kinds: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, params: ParamsArg, defaults: Mapping[str, Any], *,
+                 plugin_manager: PluginManager | None = None) -> None:
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[Param, dict[str, Any]] = {}
+        self.param_names: dict[Param, str] = {}
+        self.plugin_manager = plugin_manager or get_plugin_manager()
+        groups = list(params) if _is_group_list(params) else [{"params": params}]
+        if not groups:
+            raise ParamValidationError(f"optimizer {self.name!r} got an empty parameter list")
+        for group in groups:
+            self.add_param_group(group)
+
+    # -- parameters ---------------------------------------------------------------------------
+    def add_param_group(self, group: Mapping[str, Any]) -> None:
+        """Add a group: ``{"params": ..., **options}``; options default to the optimizer's."""
+        named = list(_expand(group["params"]))
+        if not named:
+            raise ParamValidationError(f"optimizer {self.name!r}: a parameter group is empty")
+        taken = set(self.param_names.values())
+        for name, target in named:
+            if name is None:
+                raise ParamValidationError(
+                    f"optimizer {self.name!r}: param {target!r} has no name; create it with "
+                    f"go.param(..., name=...) or hold it in a go.Module", param=target)
+            if target in self.param_names or name in taken:
+                raise ParamValidationError(
+                    f"optimizer {self.name!r}: param {name!r} appears twice", param=target)
+            if self.kinds and target.kind.name not in self.kinds:
+                raise ParamValidationError(
+                    f"optimizer {self.name!r} cannot optimize param {name!r} of kind "
+                    f"{target.kind.name!r}; it accepts: {', '.join(sorted(self.kinds))}", param=target)
+            self.check_param(name, target)
+            taken.add(name)
+        for name, target in named:
+            self.param_names[target] = name
+        options = {k: v for k, v in group.items() if k != "params"}
+        self.param_groups.append({**self.defaults, **options, "params": [p for _, p in named]})
+
+    def check_param(self, name: str, target: Param) -> None:
+        """Refuse a parameter this optimizer cannot handle beyond its kind (override to add checks)."""
+
+    @property
+    def params(self) -> list[Param]:
+        """Every parameter, in group order."""
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def feedback(self) -> dict[Param, list[ParamFeedback]]:
+        """Feedback received by each parameter since the last ``zero_feedback``."""
+        return {p: received(p) for p in self.params}
+
+    def zero_feedback(self) -> None:
+        """Forget accumulated feedback (and torch gradients) on every parameter."""
+        for target in self.params:
+            target.feedback.clear()
+            if target.kind.name == "tensor" and target.value.grad is not None:
+                target.value.grad = None
+
+    # -- stepping -----------------------------------------------------------------------------
+    def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
+        """New values for some parameters, computed from feedback and state; no side effects."""
+        raise NotImplementedError
+
+    def step(self, closure: Callable[[], Any] | None = None) -> dict[str, Any]:
+        """Propose, validate every value, then commit all of them; returns what was committed.
+
+        A proposal with any invalid value raises ``OptimizerStepError`` and changes nothing.
+        """
+        self._call_hook("graphopt_before_step", optimizer=self, params=self.params)
+        proposal = self.propose(closure)
+        committed = self.commit(proposal)
+        if committed:
+            self._call_hook("graphopt_after_step", optimizer=self, params=self.params, committed=committed)
+        return committed
+
+    def commit(self, proposal: Mapping[Param, Any]) -> dict[str, Any]:
+        """Validate every proposed value, then assign them all (or raise, assigning none)."""
+        errors: dict[str, str] = {}
+        checked: dict[Param, Any] = {}
+        for target, value in proposal.items():
+            name = self.param_names.get(target)
+            if name is None:
+                errors[target.label] = "not a parameter of this optimizer"
+                continue
+            try:
+                checked[target] = target.validate(value)
+            except ParamValidationError as err:
+                errors[name] = str(err)
+        if errors:
+            raise OptimizerStepError(
+                f"optimizer {self.name!r} refused the step, nothing changed: "
+                + "; ".join(f"{n}: {e}" for n, e in errors.items()), optimizer=self, errors=errors)
+        previous = {t: t.value for t in checked}
+        try:
+            for target, value in checked.items():
+                target.assign(value)
+        except Exception as err:
+            for target, value in previous.items():
+                target.value = value
+            raise OptimizerStepError(f"optimizer {self.name!r}: commit failed, rolled back: {err}",
+                                     optimizer=self) from err
+        return {self.param_names[t]: t.value for t in checked}
+
+    def _call_hook(self, hook_name: str, **kwargs: Any) -> None:
+        caller = getattr(self.plugin_manager.hook, hook_name)
+        if caller.get_hookimpls():
+            caller(**kwargs)
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON data: options and param names per group, per-param state, optimizer-wide state."""
+        groups = []
+        for group in self.param_groups:
+            options = {k: v for k, v in group.items() if k != "params"}
+            names = [self.param_names[p] for p in group["params"]]
+            groups.append({**options, "params": names,
+                           "kinds": {self.param_names[p]: p.kind.name for p in group["params"]}})
+        state = {self.param_names[p]: self.param_state_to_json(p, s) for p, s in self.state.items()}
+        data = {"optimizer": self.name, "param_groups": groups, "state": state,
+                "extra": self.extra_state_dict()}
+        json.dumps(data)  # fail here, not at save time, if a subclass stored non-JSON state
+        return data
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Check optimizer name, group count, param names and kinds; then restore the state."""
+        if state_dict.get("optimizer") != self.name:
+            raise ParamValidationError(f"state dict is for optimizer {state_dict.get('optimizer')!r}, "
+                                       f"not {self.name!r}")
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ParamValidationError(f"optimizer {self.name!r}: state dict has {len(groups)} param "
+                                       f"groups, this optimizer has {len(self.param_groups)}")
+        by_name = {n: p for p, n in self.param_names.items()}
+        for saved, group in zip(groups, self.param_groups):
+            ours = [self.param_names[p] for p in group["params"]]
+            if saved["params"] != ours:
+                raise ParamValidationError(f"optimizer {self.name!r}: state dict params "
+                                           f"{saved['params']} do not match {ours}")
+            for name, kind in saved.get("kinds", {}).items():
+                if by_name[name].kind.name != kind:
+                    raise ParamValidationError(f"optimizer {self.name!r}: param {name!r} is of kind "
+                                               f"{by_name[name].kind.name!r}, state dict says {kind!r}")
+        unknown = [n for n in state_dict["state"] if n not in by_name]
+        if unknown:
+            raise ParamValidationError(f"optimizer {self.name!r}: state for unknown params {unknown}")
+        restored = {by_name[n]: self.param_state_from_json(by_name[n], s)
+                    for n, s in state_dict["state"].items()}
+        for saved, group in zip(groups, self.param_groups):
+            group.update({k: v for k, v in saved.items() if k not in ("params", "kinds")})
+        self.state = restored
+        self.load_extra_state_dict(state_dict.get("extra", {}))
+
+    def param_state_to_json(self, target: Param, state: dict[str, Any]) -> Any:
+        return state
+
+    def param_state_from_json(self, target: Param, data: Any) -> dict[str, Any]:
+        return dict(data)
+
+    def extra_state_dict(self) -> dict[str, Any]:
+        """Optimizer-wide state (history, RNG, counters) as JSON data."""
+        return {}
+
+    def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+        """Restore what ``extra_state_dict`` wrote."""
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.param_names.values())
+        return f"<optimizer {self.name} params=[{names}]>"
+
+
+def _is_group_list(params: ParamsArg) -> bool:
+    return isinstance(params, (list, tuple)) and bool(params) and all(isinstance(g, dict) for g in params)
+
+
+def _expand(params: ParamsArg) -> Iterable[tuple[str | None, Param]]:
+    if isinstance(params, (set, frozenset)):
+        raise ParamValidationError("optimizer params must be an ordered sequence, not a set: "
+                                   "a set's order changes from run to run")
+    if isinstance(params, Param):
+        yield params.name, params
+    elif isinstance(params, (TracedFunction, BoundTracedFunction)):
+        if params.code is None:
+            raise ParamValidationError(f"op {params!r} is not trainable; use @go.op(trainable=True)")
+        yield params.code.name, params.code
+    elif isinstance(params, Module):
+        for name, target in params.named_parameters():
+            yield name, target
+    elif isinstance(params, Mapping):
+        for name, target in params.items():
+            if not isinstance(target, Param):
+                raise ParamValidationError(f"optimizer param {name!r} is a {type(target).__name__}, "
+                                           f"expected a graphopt Param")
+            yield name, target
+    elif isinstance(params, Iterable) and not isinstance(params, (str, bytes)):
+        for item in params:
+            yield from _expand(item)
+    else:
+        raise ParamValidationError(f"cannot optimize {type(params).__name__} {params!r}; expected "
+                                   f"Param, trainable op, Module, or a list of them")

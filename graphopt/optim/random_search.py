@@ -1,0 +1,62 @@
+"""``random``: random search over hyperparameter spaces, driven by score feedback."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Mapping
+
+from graphopt.errors import ParamValidationError
+from graphopt.graph.kinds import SpaceKind
+from graphopt.graph.node import Param
+from graphopt.optim.objective import distinct_feedback, mean_score
+from graphopt.optim.optimizer import Optimizer, ParamsArg
+from graphopt.plugins.manager import PluginManager, hookimpl
+
+
+class RandomSearch(Optimizer):
+    """Scores the current values by the mean feedback score, remembers the best, samples anew.
+
+    Losses count as negated scores. ``best`` holds the best values seen and their score; a step
+    without score feedback changes nothing.
+    """
+
+    name = "random"
+    kinds = frozenset({"int", "float", "choice"})
+
+    def __init__(self, params: ParamsArg, *, seed: int = 0,
+                 plugin_manager: PluginManager | None = None) -> None:
+        super().__init__(params, {}, plugin_manager=plugin_manager)
+        self.rng = random.Random(seed)
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+
+    def check_param(self, name: str, target: Param) -> None:
+        if not isinstance(target.kind, SpaceKind):
+            raise ParamValidationError(f"optimizer 'random': param {name!r} needs a space "
+                                       f"(go.Int, go.Float or go.Choice) to sample from", param=target)
+
+    def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
+        score = mean_score(distinct_feedback(self.params))
+        if score is None:
+            return {}
+        values = {self.param_names[p]: p.to_json() for p in self.params}
+        self.history.append({"values": values, "score": score})
+        if self.best is None or score > self.best["score"]:
+            self.best = {"values": values, "score": score}
+        return {p: p.kind.space.sample(self.rng) for p in self.params}  # type: ignore[attr-defined]
+
+
+    def extra_state_dict(self) -> dict[str, Any]:
+        version, internal, gauss = self.rng.getstate()
+        return {"rng": [version, list(internal), gauss], "history": self.history, "best": self.best}
+
+    def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+        version, internal, gauss = data["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.history = list(data["history"])
+        self.best = data["best"]
+
+
+@hookimpl
+def graphopt_optimizers() -> list[type]:
+    return [RandomSearch]

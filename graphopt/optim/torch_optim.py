@@ -1,0 +1,91 @@
+"""``torch``: any ``torch.optim`` algorithm (Adam, SGD, AdamW, …) over tensor parameters."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable, Mapping
+
+import torch
+
+from graphopt.errors import ParamValidationError
+from graphopt.graph.node import Param
+from graphopt.optim import tensor_state
+from graphopt.optim.optimizer import Optimizer, ParamsArg
+from graphopt.plugins.manager import PluginManager, hookimpl
+
+
+def _algorithms() -> dict[str, type[torch.optim.Optimizer]]:
+    return {name: cls for name, cls in vars(torch.optim).items()
+            if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
+            and cls is not torch.optim.Optimizer}
+
+
+class TorchOptimizer(Optimizer):
+    """Wraps ``torch.optim.<algorithm>``; gradients come from ``go.backward`` on a loss.
+
+    ``step()`` is the torch step itself, updating the tensors in place. Per-group options are
+    passed to torch unchanged (``lr``, ``weight_decay``, …).
+    """
+
+    name = "torch"
+    kinds = frozenset({"tensor"})
+
+    def __init__(self, params: ParamsArg, algorithm: str = "Adam", *,
+                 plugin_manager: PluginManager | None = None, **options: Any) -> None:
+        algorithms = _algorithms()
+        if algorithm not in algorithms:
+            close = difflib.get_close_matches(algorithm, algorithms, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"optimizer 'torch': no torch.optim algorithm {algorithm!r}{hint} "
+                             f"available: {', '.join(sorted(algorithms))}")
+        self.algorithm = algorithm
+        super().__init__(params, options, plugin_manager=plugin_manager)
+        torch_groups = [{**{k: v for k, v in g.items() if k != "params"},
+                         "params": [p.value for p in g["params"]]} for g in self.param_groups]
+        try:
+            self.torch_optimizer = algorithms[algorithm](torch_groups)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"optimizer 'torch' ({algorithm}): {err}") from err
+        self._committed = {self.param_names[p]: p.value for p in self.params}
+
+    def check_param(self, name: str, target: Param) -> None:
+        tensor = target.value
+        if not (tensor.is_leaf and tensor.requires_grad and tensor.is_floating_point()):
+            raise ParamValidationError(
+                f"optimizer 'torch': param {name!r} must be a floating-point leaf tensor with "
+                f"requires_grad=True (got dtype {tensor.dtype}, requires_grad={tensor.requires_grad})",
+                param=target)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> dict[str, Any]:
+        """One torch step over the gradients ``go.backward`` left on the tensors."""
+        self._call_hook("graphopt_before_step", optimizer=self, params=self.params)
+        if all(p.value.grad is None for p in self.params):
+            return {}
+        self.torch_optimizer.step(closure)
+        self._call_hook("graphopt_after_step", optimizer=self, params=self.params,
+                        committed=self._committed)
+        return self._committed
+
+    def zero_feedback(self, set_to_none: bool = True) -> None:
+        for target in self.params:
+            target.feedback.clear()
+        self.torch_optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        data = super().state_dict()
+        data["extra"] = {"algorithm": self.algorithm,
+                         "torch": tensor_state.encode(self.torch_optimizer.state_dict())}
+        return data
+
+    def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+        if data.get("algorithm") != self.algorithm:
+            raise ParamValidationError(f"optimizer 'torch': state dict is for {data.get('algorithm')!r}, "
+                                       f"not {self.algorithm!r}")
+        saved = tensor_state.decode(data["torch"])
+        saved["state"] = {int(k): v for k, v in saved["state"].items()}
+        self.torch_optimizer.load_state_dict(saved)
+
+
+@hookimpl
+def graphopt_optimizers() -> list[type]:
+    return [TorchOptimizer]
