@@ -1,0 +1,81 @@
+import json
+
+import pytest
+import torch
+
+import graphopt as go
+
+
+class Planner(go.Module):
+    def __init__(self):
+        self.prompt = go.param("Plan the steps.", name="planner_prompt")
+        self.tools = [go.param(2, name="k", space=go.Int(1, 5))]
+
+    @go.op(trainable=True)
+    def parse(self, reply):
+        return reply.split()
+
+
+class Agent(go.Module):
+    def __init__(self):
+        self.system = go.param("Be brief.", name="system")
+        self.planner = Planner()
+        self.heads = {"score": go.param(torch.zeros(2, requires_grad=True), name="head")}
+        self.alias = self.system  # shared: reported once
+
+    @property
+    def expensive(self):
+        raise AssertionError("properties must not be evaluated")
+
+
+def test_named_parameters_walks_attributes_containers_nested_modules_and_trainable_methods():
+    agent = Agent()
+    names = [n for n, _ in agent.named_parameters()]
+    assert names == ["system", "planner.parse.code", "planner.prompt", "planner.tools.0", "heads.score"]
+    assert len(list(agent.parameters())) == 5
+
+
+def test_traced_method_of_a_module_works_and_self_is_not_traced():
+    planner = Planner()
+    out = planner.parse("a b")
+    assert out.value == ["a", "b"]
+    assert out.parents == (Planner.parse.code,)
+
+
+def test_state_dict_round_trips_through_json():
+    agent = Agent()
+    state = json.loads(json.dumps(agent.state_dict()))
+    other = Agent()
+    other.system.assign("changed")
+    other.load_state_dict(state)
+    assert other.system.value == "Be brief."
+
+
+def test_load_state_dict_checks_everything_before_assigning():
+    agent = Agent()
+    state = agent.state_dict()
+    state["system"] = "new"
+    state["planner.tools.0"] = 99  # out of Int(1, 5)
+    with pytest.raises(go.ParamValidationError, match=r"planner.tools.0: .*Int\(1, 5\)"):
+        agent.load_state_dict(state)
+    assert agent.system.value == "Be brief."
+    with pytest.raises(go.ParamValidationError, match="unknown params: bogus"):
+        agent.load_state_dict({**agent.state_dict(), "bogus": 1})
+    with pytest.raises(go.ParamValidationError, match="missing params"):
+        agent.load_state_dict({"system": "x"})
+
+
+def test_save_and_load_use_json_and_safetensors(tmp_path):
+    agent = Agent()
+    with torch.no_grad():
+        agent.heads["score"].value.copy_(torch.tensor([1.5, -2.0]))
+    path = tmp_path / "agent.json"
+    agent.save(path)
+    data = json.loads(path.read_text())
+    assert data["params"]["heads.score"] == {"kind": "tensor", "tensor": "heads.score"}
+    assert (tmp_path / "agent.json.safetensors").exists()
+    assert not list(tmp_path.glob("*.tmp"))
+    fresh = Agent()
+    fresh.load(path)
+    assert torch.equal(fresh.heads["score"].value.detach(), torch.tensor([1.5, -2.0]))
+    assert fresh.system.value == "Be brief."
