@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,11 @@ class ReplyCache:
             setattr(self, counter, getattr(self, counter) + 1)
 
     def get(self, key: str) -> Reply | None:
-        """The cached reply for ``key`` (marked ``cached``, costing nothing), or ``None``."""
+        """The cached reply for ``key`` (marked ``cached``, costing nothing), or ``None``.
+
+        Its usage keeps the original token counts; its latency is the lookup's.
+        """
+        started = time.perf_counter()
         try:
             text = self._open().get(key, default=None, retry=True)
             reply = None if text is None else Reply.model_validate_json(text)
@@ -79,7 +84,10 @@ class ReplyCache:
             self._count("errors")
             return None
         self._count("misses" if reply is None else "hits")
-        return None if reply is None else reply.model_copy(update={"cached": True, "cost": 0.0})
+        if reply is None:
+            return None
+        return reply.model_copy(update={"cached": True, "cost": 0.0,
+                                        "latency": time.perf_counter() - started})
 
     def set(self, key: str, reply: Reply) -> None:
         """Store ``reply`` under ``key`` as JSON; a failure is counted, not raised."""
