@@ -24,7 +24,7 @@ demo: venv
 	$(BIN)/python examples/hybrid_demo.py
 
 bench: venv
-	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only -q
+	$(BIN)/python -m pytest benchmarks -o python_files='bench_*.py' --benchmark-enable -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

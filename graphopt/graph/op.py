@@ -37,7 +37,10 @@ class TracedFunction:
         self.function = function
         self.is_async = inspect.iscoroutinefunction(function)
         self.timeout = timeout
-        signature = inspect.signature(function)
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):  # builtins such as torch.matmul: arguments become arg0, arg1…
+            signature = inspect.Signature([inspect.Parameter("arg", inspect.Parameter.VAR_POSITIONAL)])
         positional = [p for p in signature.parameters.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self.positional_names = tuple(p.name for p in positional)

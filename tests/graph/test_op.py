@@ -2,6 +2,7 @@ import asyncio
 import threading
 
 import pytest
+import torch
 
 import graphopt as go
 from graphopt.graph.node import Error, Message
@@ -201,3 +202,11 @@ def test_trainable_op_sees_closure_variables():
 
     scale.code.assign("def scale(x):\n    return x * factor + 1\n")
     assert scale(2).value == 7
+
+
+def test_builtin_functions_can_be_traced():
+    matmul = go.op(torch.matmul)
+    w = go.param(torch.ones(2), name="w")
+    out = matmul(torch.eye(2), w)
+    assert out.arg_names == ("arg1",) and out.op.name.endswith("matmul")
+    assert torch.equal(out.value, torch.ones(2))
