@@ -21,14 +21,13 @@ def echo(messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
 
 
 class ScriptedBackend:
-    """Answers with ``handler(messages, params)``: a string, a ``Reply``, or an exception raised."""
+    """Answers with its factory's ``handler(messages, params)``: text, a ``Reply``, or an exception."""
 
     structured_output = False
 
-    def __init__(self, model: str, handler: Handler, delay: float = 0.0) -> None:
+    def __init__(self, model: str, factory: ScriptedFactory) -> None:
         self.model = model
-        self.handler = handler
-        self.delay = delay
+        self.factory = factory
         self.calls: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -37,7 +36,7 @@ class ScriptedBackend:
     def _answer(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Reply:
         with self._lock:
             self.calls.append((messages, dict(params)))
-        result = self.handler(messages, params)
+        result = self.factory.handler(messages, params)
         if isinstance(result, BaseException):
             raise result
         if isinstance(result, Reply):
@@ -58,8 +57,8 @@ class ScriptedBackend:
     def complete(self, messages: list[dict[str, Any]], **params: Any) -> Reply:
         self._enter()
         try:
-            if self.delay:
-                threading.Event().wait(self.delay)
+            if self.factory.delay:
+                threading.Event().wait(self.factory.delay)
             return self._answer(messages, params)
         finally:
             self._leave()
@@ -67,8 +66,8 @@ class ScriptedBackend:
     async def acomplete(self, messages: list[dict[str, Any]], **params: Any) -> Reply:
         self._enter()
         try:
-            if self.delay:
-                await asyncio.sleep(self.delay)
+            if self.factory.delay:
+                await asyncio.sleep(self.factory.delay)
             return self._answer(messages, params)
         finally:
             self._leave()
@@ -88,7 +87,7 @@ class ScriptedFactory:
 
     def create(self, model: str, **config: Any) -> ScriptedBackend:
         self.configs.append(config)
-        backend = ScriptedBackend(model, self.handler, self.delay)
+        backend = ScriptedBackend(model, self)
         backend.structured_output = self.structured_output
         self.created.append(backend)
         return backend
