@@ -1,0 +1,41 @@
+"""Every optimizer graphopt ships, built-in or first-party plugin, passes the plugin kit's checks."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import pytest
+
+from graphopt import testing
+from graphopt.plugins import PluginManager
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+OPTIMIZERS = [
+    pytest.param("torch", {"algorithm": "Adam", "lr": 0.1}, id="torch"),
+    pytest.param("spsa", {"seed": 0}, id="spsa"),
+    pytest.param("random", {"seed": 0}, id="random"),
+    pytest.param("optuna", {"seed": 0}, id="optuna", marks=pytest.mark.skipif(
+        not _installed("graphopt-optuna"), reason="graphopt-optuna is not installed (make test installs it)")),
+]
+
+CHECKS = [testing.check_kinds, testing.check_state_dict_round_trip,
+          testing.check_step_without_feedback, testing.check_all_or_nothing_commit]
+
+
+@pytest.fixture
+def manager() -> PluginManager:
+    return testing.default_plugin_manager()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize(("name", "config"), OPTIMIZERS)
+def test_shipped_optimizer_passes(manager, name, config, check):
+    check(name, config=config, plugin_manager=manager)
