@@ -1,0 +1,58 @@
+"""The ``graphopt`` typer app and its ``plugins`` command."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from graphopt.plugins.manager import PluginManager, get_plugin_manager
+
+app = typer.Typer(name="graphopt", no_args_is_help=True, add_completion=False,
+                  help="Optimize AI workflows the way PyTorch optimizes neural networks.")
+
+
+@app.callback()
+def root() -> None:
+    """Optimize AI workflows the way PyTorch optimizes neural networks."""
+
+
+@app.command()
+def plugins() -> None:
+    """List optimizers, propagators and LLM backends with the distribution providing each,
+    then any plugin that failed to load."""
+    show_plugins(get_plugin_manager(), Console())
+
+
+def show_plugins(manager: PluginManager, console: Console) -> None:
+    """Print what ``manager`` provides, and its load failures, to ``console``."""
+    console.print(plugins_table(manager))
+    if manager.failures:
+        console.print(failures_table(manager))
+
+
+def plugins_table(manager: PluginManager) -> Table:
+    """One row per contribution: its table, name, plugin and distribution."""
+    table = Table(title="graphopt plugins")
+    for column in ("table", "name", "plugin", "distribution"):
+        table.add_column(column)
+    for table_name, entries in manager.tables().items():
+        for name, entry in sorted(entries.items()):
+            table.add_row(table_name, name, entry.plugin, entry.distribution or "-")
+    return table
+
+
+def failures_table(manager: PluginManager) -> Table:
+    """One row per plugin that could not be imported or registered, with the error."""
+    table = Table(title="plugins that failed to load", style="red")
+    for column in ("plugin", "distribution", "error"):
+        table.add_column(column)
+    for failure in manager.failures:
+        error = f"{type(failure.error).__name__}: {failure.error}"
+        table.add_row(failure.name, failure.distribution or "-", error)
+    return table
+
+
+def main() -> None:
+    """Run the command line (the ``graphopt`` console script)."""
+    app()
