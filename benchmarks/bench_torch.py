@@ -1,6 +1,6 @@
 """A torch training loop through graphopt against the same loop in raw torch (target ≤ 1.10×).
 
-Set ``GRAPHOPT_BENCH_DEVICE=cuda`` to run both on a GPU.
+Set ``GRAPHOPT_BENCH_DEVICE=cuda`` to run both on a GPU, ``GRAPHOPT_BENCH_HIDDEN`` for a wider model.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import graphopt as go
 
 DEVICE = os.environ.get("GRAPHOPT_BENCH_DEVICE", "cpu")
 STEPS = 200
-BATCH, FEATURES, HIDDEN = 512, 64, 256
+BATCH, FEATURES = 512, 64
+HIDDEN = int(os.environ.get("GRAPHOPT_BENCH_HIDDEN", "256"))
 
 
 def data():

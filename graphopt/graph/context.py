@@ -41,11 +41,9 @@ def no_trace() -> Iterator[None]:
         _STATE.reset(token)
 
 
-def open_frame() -> tuple[Token[TraceState], list]:
-    """Start collecting the nodes made by nested ops; pass the token to ``close_frame``."""
-    frame: list = []
-    return _STATE.set(TraceState(True, frame)), frame
+def enter(frame: list) -> Token[TraceState]:
+    """Collect the nodes that nested ops make into ``frame``, until ``leave(token)``."""
+    return _STATE.set(TraceState(True, frame))
 
 
-def close_frame(token: Token[TraceState]) -> None:
-    _STATE.reset(token)
+leave = _STATE.reset

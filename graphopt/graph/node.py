@@ -159,6 +159,11 @@ class Param(Node):
         self.feedback: list[Any] = []
         self.value = self.validate(value)
 
+    @property
+    def space(self) -> Space | None:
+        """The hyperparameter space (``Int``, ``Float``, ``Choice``), if the kind has one."""
+        return getattr(self.kind, "space", None)
+
     def validate(self, value: Any) -> Any:
         """``value`` normalized to this parameter's kind; ``ParamValidationError`` if it does not fit."""
         try:

@@ -48,6 +48,7 @@ class TracedFunction:
         self.var_positional = var[0] if var else None
         self.op = Op(name or function.__qualname__, self, inspect.getdoc(function) or "")
         self.code: Param | None = None
+        self._names: dict[tuple[int, bool], tuple[str, ...]] = {}
         self._compiled: dict[str, Callable[..., Any] | BaseException] = {}
         if trainable:
             source = function_source(function)
@@ -80,67 +81,79 @@ class TracedFunction:
             return self._run_raw(args, kwargs, instance, bound)
         if self.is_async:
             return self._ainvoke(state, args, kwargs, instance, bound)
-        prepared = self._prepare(args, kwargs, bound)
-        early = self._early_error(state, prepared)
+        function, parents, arg_names, constants, early = self._bind(state, args, kwargs, bound)
         if early is not None:
             return early
-        function, n_positional, inputs, names, parents, arg_names, constants = prepared
-        raw = [a.value if isinstance(a, Node) else a for a in inputs]
-        token, frame = context.open_frame()
+        positional = [a.value if isinstance(a, Node) else a for a in args]
+        if bound:
+            positional.insert(0, instance)
+        keywords = {k: v.value if isinstance(v, Node) else v for k, v in kwargs.items()} if kwargs else {}
+        frame: list = []
+        token = context.enter(frame)
         try:
-            positional = raw[:n_positional] if not bound else [instance, *raw[:n_positional]]
-            keywords = dict(zip(names[n_positional:], raw[n_positional:]))
-            value: Any = self._run(function, positional, keywords)
+            if self.timeout is None:
+                value: Any = function(*positional, **keywords)
+            else:
+                value = _run_with_timeout(function, positional, keywords, self.timeout, self.op.name)
             failure: BaseException | None = None
         except Exception as exc:
             value, failure = None, exc
         finally:
-            context.close_frame(token)
+            context.leave(token)
+        if failure is None and not frame and not isinstance(value, Node):
+            node = Message(value, parents, self.op, arg_names, constants)
+            if state.frame is not None:
+                state.frame.append(node)
+            return node
         return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
     async def _ainvoke(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
                        instance: Any, bound: bool) -> Node:
-        prepared = self._prepare(args, kwargs, bound)
-        early = self._early_error(state, prepared)
+        function, parents, arg_names, constants, early = self._bind(state, args, kwargs, bound)
         if early is not None:
             return early
-        function, n_positional, inputs, names, parents, arg_names, constants = prepared
-        raw = [a.value if isinstance(a, Node) else a for a in inputs]
-        token, frame = context.open_frame()
+        positional, keywords = _raw_arguments(args, kwargs, instance, bound)
+        frame: list = []
+        token = context.enter(frame)
         try:
-            positional = raw[:n_positional] if not bound else [instance, *raw[:n_positional]]
-            value: Any = await function(*positional, **dict(zip(names[n_positional:], raw[n_positional:])))
+            value: Any = await function(*positional, **keywords)
             failure: BaseException | None = None
         except Exception as exc:
             value, failure = None, exc
         finally:
-            context.close_frame(token)
+            context.leave(token)
         return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
-    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any], bound: bool) -> tuple:
-        declared = self.positional_names[1:] if bound else self.positional_names
-        names = list(declared[: len(args)])
-        if len(args) > len(declared):
-            stem = self.var_positional or "arg"
-            names += [f"{stem}{i}" for i in range(len(args) - len(declared))]
-        n_positional = len(args)
-        names += list(kwargs)
-        inputs: tuple[Any, ...] = (*args, *kwargs.values())
-        traced_inputs, traced_names = inputs, tuple(names)
+    def _bind(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
+              bound: bool) -> tuple[Any, tuple[Node, ...], tuple[str, ...], dict[str, Any] | None, Error | None]:
+        """The function to run, the call's parents with their argument names, its constants, and
+        the ``Error`` to return instead of running (an upstream error or a broken candidate)."""
+        names = self._argument_names(len(args), bound)
+        if kwargs:
+            names = (*names, *kwargs)
+            args = (*args, *kwargs.values())
         if self.code is not None:
-            traced_inputs, traced_names = (self.code, *inputs), ("__code__", *names)
-        parents, arg_names, constants = split_inputs(traced_inputs, traced_names)
+            names = ("__code__", *names)
+            args = (self.code, *args)
+        parents, arg_names, constants = split_inputs(args, names)
         function = self.implementation()
-        return function, n_positional, inputs, tuple(names), parents, arg_names, constants
+        failure = _upstream_error(parents)
+        if failure is None and isinstance(function, BaseException):
+            failure = function
+        if failure is None:
+            return function, parents, arg_names, constants, None
+        return function, parents, arg_names, constants, _error(state, self.op, failure, parents,
+                                                               arg_names, constants)
 
-    def _early_error(self, state: context.TraceState, prepared: tuple) -> Error | None:
-        function, _, _, _, parents, arg_names, constants = prepared
-        upstream = _upstream_error(parents)
-        if upstream is None and isinstance(function, BaseException):
-            upstream = function
-        if upstream is None:
-            return None
-        return _error(state, self.op, upstream, parents, arg_names, constants)
+    def _argument_names(self, count: int, bound: bool) -> tuple[str, ...]:
+        key = (count, bound)
+        names = self._names.get(key)
+        if names is None:
+            declared = self.positional_names[1:] if bound else self.positional_names
+            stem = self.var_positional or "arg"
+            names = (*declared[:count], *(f"{stem}{i}" for i in range(count - len(declared))))
+            self._names[key] = names
+        return names
 
     def _finish(self, state: context.TraceState, value: Any, failure: BaseException | None,
                 parents: tuple[Node, ...], arg_names: tuple[str, ...], constants: dict[str, Any] | None,
@@ -163,22 +176,14 @@ class TracedFunction:
             state.frame.append(node)
         return node
 
-    def _run(self, function: Callable[..., Any], positional: list[Any], keywords: dict[str, Any]) -> Any:
-        if self.timeout is None:
-            return function(*positional, **keywords)
-        return _run_with_timeout(function, positional, keywords, self.timeout, self.op.name)
-
     def _run_raw(self, args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, bound: bool) -> Any:
         function = self.implementation()
         if isinstance(function, BaseException):
             raise function
-        raw = [a.value if isinstance(a, Node) else a for a in args]
-        if bound:
-            raw.insert(0, instance)
-        raw_kwargs = {k: v.value if isinstance(v, Node) else v for k, v in kwargs.items()}
-        if self.is_async:
-            return function(*raw, **raw_kwargs)
-        return self._run(function, raw, raw_kwargs)
+        positional, keywords = _raw_arguments(args, kwargs, instance, bound)
+        if self.is_async or self.timeout is None:
+            return function(*positional, **keywords)
+        return _run_with_timeout(function, positional, keywords, self.timeout, self.op.name)
 
     # -- trainable code ---------------------------------------------------------------------
     def implementation(self) -> Callable[..., Any] | BaseException:
@@ -228,6 +233,15 @@ class BoundTracedFunction:
 
     def __repr__(self) -> str:
         return f"<bound {self.traced!r} of {type(self.instance).__name__}>"
+
+
+def _raw_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, bound: bool
+                   ) -> tuple[list[Any], dict[str, Any]]:
+    positional = [a.value if isinstance(a, Node) else a for a in args]
+    if bound:
+        positional.insert(0, instance)
+    keywords = {k: v.value if isinstance(v, Node) else v for k, v in kwargs.items()} if kwargs else {}
+    return positional, keywords
 
 
 def _frontier(frame: list, parents: tuple[Node, ...]) -> list[Node]:

@@ -94,3 +94,8 @@ def test_code_kind_checks_compile_name_and_signature():
         kind.validate("def other(reply):\n    return 1\n", None)
     with pytest.raises(ValueError, match=r"signature must stay parse\(reply\)"):
         kind.validate("def parse(reply, extra):\n    return 1\n", None)
+
+
+def test_param_exposes_its_space():
+    assert go.param(3, name="k", space=go.Int(1, 5)).space == go.Int(1, 5)
+    assert go.param("text", name="t").space is None
