@@ -1,6 +1,6 @@
 """graphopt: optimize AI workflows the way PyTorch optimizes neural networks."""
 
-from graphopt import errors, feedback, graph, optim, plugins
+from graphopt import errors, feedback, graph, llm, optim, plugins
 from graphopt.errors import (
     BudgetExceeded,
     GraphoptError,
@@ -27,17 +27,18 @@ from graphopt.graph import (
     ops,
     param,
 )
+from graphopt.llm import Budget, budget
 from graphopt.optim import Optimizer, optimizer
 
 __all__ = [
-    "BudgetExceeded", "Choice", "Error", "Feedback", "Float", "GraphoptError", "Int", "Message",
-    "Module", "Node", "Optimizer", "OptimizerStepError", "Param", "ParamValidationError",
-    "PluginNotFoundError", "PluginValidationError", "ReplyFormatError", "TraceError",
-    "TracedFunction", "backward", "errors", "feedback", "graph", "no_trace", "op", "ops",
-    "optim", "optimizer", "param", "plugins",
+    "Budget", "BudgetExceeded", "Choice", "Error", "Feedback", "Float", "GraphoptError", "Int",
+    "Message", "Module", "Node", "Optimizer", "OptimizerStepError", "Param",
+    "ParamValidationError", "PluginNotFoundError", "PluginValidationError", "ReplyFormatError",
+    "TraceError", "TracedFunction", "backward", "budget", "errors", "feedback", "graph", "llm",
+    "no_trace", "op", "ops", "optim", "optimizer", "param", "plugins",
 ]
 
-for _name in ("Choice", "Error", "Feedback", "Float", "Int", "Message", "Module", "Node",
+for _name in ("Budget", "Choice", "Error", "Feedback", "Float", "Int", "Message", "Module", "Node",
               "Optimizer", "Param", "TracedFunction"):
     globals()[_name].__module__ = "graphopt"
 del _name

@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar, overload
 from graphopt.errors import TraceError
 from graphopt.graph import context
 from graphopt.graph.kinds import CodeKind
-from graphopt.graph.node import Error, Message, Node, Op, Param, _error, _upstream_error, split_inputs
+from graphopt.graph.node import Error, Message, Node, Op, Param, _error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,7 +48,8 @@ class TracedFunction:
         self.var_positional = var[0] if var else None
         self.op = Op(name or function.__qualname__, self, inspect.getdoc(function) or "")
         self.code: Param | None = None
-        self._names: dict[tuple[int, bool], tuple[str, ...]] = {}
+        self._names: dict[int, tuple[str, ...]] = {}
+        self._bound_names: dict[int, tuple[str, ...]] = {}
         self._compiled: dict[str, Callable[..., Any] | BaseException] = {}
         if trainable:
             source = function_source(function)
@@ -81,13 +82,12 @@ class TracedFunction:
             return self._run_raw(args, kwargs, instance, bound)
         if self.is_async:
             return self._ainvoke(state, args, kwargs, instance, bound)
-        function, parents, arg_names, constants, early = self._bind(state, args, kwargs, bound)
-        if early is not None:
-            return early
-        positional = [a.value if isinstance(a, Node) else a for a in args]
+        function = self.implementation()
+        positional, keywords, parents, arg_names, constants, failure = self._bind(args, kwargs, bound)
+        if failure is not None or isinstance(function, BaseException):
+            return _error(state, self.op, failure or function, parents, arg_names, constants)
         if bound:
             positional.insert(0, instance)
-        keywords = {k: v.value if isinstance(v, Node) else v for k, v in kwargs.items()} if kwargs else {}
         frame: list = []
         token = context.enter(frame)
         try:
@@ -95,7 +95,6 @@ class TracedFunction:
                 value: Any = function(*positional, **keywords)
             else:
                 value = _run_with_timeout(function, positional, keywords, self.timeout, self.op.name)
-            failure: BaseException | None = None
         except Exception as exc:
             value, failure = None, exc
         finally:
@@ -109,50 +108,73 @@ class TracedFunction:
 
     async def _ainvoke(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
                        instance: Any, bound: bool) -> Node:
-        function, parents, arg_names, constants, early = self._bind(state, args, kwargs, bound)
-        if early is not None:
-            return early
-        positional, keywords = _raw_arguments(args, kwargs, instance, bound)
+        function = self.implementation()
+        positional, keywords, parents, arg_names, constants, failure = self._bind(args, kwargs, bound)
+        if failure is not None or isinstance(function, BaseException):
+            return _error(state, self.op, failure or function, parents, arg_names, constants)
+        if bound:
+            positional.insert(0, instance)
         frame: list = []
         token = context.enter(frame)
         try:
             value: Any = await function(*positional, **keywords)
-            failure: BaseException | None = None
         except Exception as exc:
             value, failure = None, exc
         finally:
             context.leave(token)
         return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
-    def _bind(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
-              bound: bool) -> tuple[Any, tuple[Node, ...], tuple[str, ...], dict[str, Any] | None, Error | None]:
-        """The function to run, the call's parents with their argument names, its constants, and
-        the ``Error`` to return instead of running (an upstream error or a broken candidate)."""
-        names = self._argument_names(len(args), bound)
-        if kwargs:
-            names = (*names, *kwargs)
-            args = (*args, *kwargs.values())
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any], bound: bool) -> tuple[
+            list[Any], dict[str, Any], tuple[Node, ...], tuple[str, ...], dict[str, Any] | None,
+            BaseException | None]:
+        """One pass over the arguments: raw values to call with, node parents with their argument
+        names (the code parameter first, for a trainable op), constants, and an upstream error."""
+        names = (self._bound_names if bound else self._names).get(len(args)) \
+            or self._argument_names(len(args), bound)
+        parents: list[Node] = []
+        arg_names: list[str] = []
+        constants: dict[str, Any] | None = None
+        failure: BaseException | None = None
         if self.code is not None:
-            names = ("__code__", *names)
-            args = (self.code, *args)
-        parents, arg_names, constants = split_inputs(args, names)
-        function = self.implementation()
-        failure = _upstream_error(parents)
-        if failure is None and isinstance(function, BaseException):
-            failure = function
-        if failure is None:
-            return function, parents, arg_names, constants, None
-        return function, parents, arg_names, constants, _error(state, self.op, failure, parents,
-                                                               arg_names, constants)
+            parents.append(self.code)
+            arg_names.append("__code__")
+        positional: list[Any] = []
+        for name, arg in zip(names, args):
+            if isinstance(arg, Node):
+                if type(arg) is Error and failure is None:
+                    failure = arg.value
+                parents.append(arg)
+                arg_names.append(name)
+                positional.append(arg.value)
+            else:
+                positional.append(arg)
+                if constants is None:
+                    constants = {}
+                constants[name] = arg
+        keywords: dict[str, Any] = {}
+        for name, arg in kwargs.items():
+            if isinstance(arg, Node):
+                if type(arg) is Error and failure is None:
+                    failure = arg.value
+                parents.append(arg)
+                arg_names.append(name)
+                keywords[name] = arg.value
+            else:
+                keywords[name] = arg
+                if constants is None:
+                    constants = {}
+                constants[name] = arg
+        return positional, keywords, tuple(parents), tuple(arg_names), constants, failure
 
     def _argument_names(self, count: int, bound: bool) -> tuple[str, ...]:
-        key = (count, bound)
-        names = self._names.get(key)
+        """Names for ``count`` positional arguments (a bound method's receiver not counted)."""
+        cache = self._bound_names if bound else self._names
+        names = cache.get(count)
         if names is None:
             declared = self.positional_names[1:] if bound else self.positional_names
             stem = self.var_positional or "arg"
             names = (*declared[:count], *(f"{stem}{i}" for i in range(count - len(declared))))
-            self._names[key] = names
+            cache[count] = names
         return names
 
     def _finish(self, state: context.TraceState, value: Any, failure: BaseException | None,
