@@ -11,24 +11,28 @@ from graphopt.graph.node import Node, Param
 
 
 def topological_order(outputs: Iterable[Node]) -> list[Node]:
-    """Every node the outputs reach, parents before children."""
-    seen: set[Node] = set()
+    """Every node the outputs reach, parents before children (first parents first)."""
+    # Two visits per node on one explicit stack, and no per-node allocations: creating
+    # containers would wake the cyclic garbage collector, which then scans the whole graph.
+    done: set[Node] = set()
+    expanded: set[Node] = set()
     order: list[Node] = []
-    for root in outputs:
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(root.parents))]
-        while stack:
-            node, parents = stack[-1]
-            for parent in parents:
-                if parent not in seen:
-                    seen.add(parent)
-                    stack.append((parent, iter(parent.parents)))
-                    break
-            else:
-                stack.pop()
-                order.append(node)
+    stack = list(outputs)
+    stack.reverse()
+    while stack:
+        node = stack[-1]
+        if node in done:
+            stack.pop()
+        elif node in expanded:
+            stack.pop()
+            done.add(node)
+            order.append(node)
+        else:
+            expanded.add(node)
+            parents = node.parents
+            for index in range(len(parents) - 1, -1, -1):
+                if parents[index] not in done:
+                    stack.append(parents[index])
     return order
 
 
@@ -51,7 +55,7 @@ class Subgraph:
         reached: set[Node] = {param}
         result: list[Node] = []
         for node in self.nodes:
-            if node is param or any(p in reached for p in node.parents):
+            if node is param or _reaches(node, reached):
                 reached.add(node)
                 result.append(node)
         return result
@@ -72,8 +76,16 @@ def minimal_subgraph(outputs: Sequence[Node]) -> Subgraph:
     for node in topological_order(outputs):
         if is_trainable(node):
             params.append(node)  # type: ignore[arg-type]
-        elif not any(p in on_path for p in node.parents):
+        elif not _reaches(node, on_path):
             continue
         on_path.add(node)
         nodes.append(node)
     return Subgraph(tuple(outputs), nodes, params)
+
+
+def _reaches(node: Node, marked: set[Node]) -> bool:
+    """Whether a parent of ``node`` is in ``marked`` (a loop: a generator per node costs GC)."""
+    for parent in node.parents:
+        if parent in marked:
+            return True
+    return False
