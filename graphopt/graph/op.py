@@ -82,12 +82,11 @@ class TracedFunction:
             return self._run_raw(args, kwargs, instance, bound)
         if self.is_async:
             return self._ainvoke(state, args, kwargs, instance, bound)
-        function = self.implementation()
-        positional, keywords, parents, arg_names, constants, failure = self._bind(args, kwargs, bound)
-        if failure is not None or isinstance(function, BaseException):
-            return _error(state, self.op, failure or function, parents, arg_names, constants)
-        if bound:
-            positional.insert(0, instance)
+        call = self._bind(state, args, kwargs, instance, bound)
+        if type(call) is Error:
+            return call
+        function, positional, keywords, parents, arg_names, constants = call
+        failure: BaseException | None = None
         frame: list = []
         token = context.enter(frame)
         try:
@@ -108,12 +107,11 @@ class TracedFunction:
 
     async def _ainvoke(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
                        instance: Any, bound: bool) -> Node:
-        function = self.implementation()
-        positional, keywords, parents, arg_names, constants, failure = self._bind(args, kwargs, bound)
-        if failure is not None or isinstance(function, BaseException):
-            return _error(state, self.op, failure or function, parents, arg_names, constants)
-        if bound:
-            positional.insert(0, instance)
+        call = self._bind(state, args, kwargs, instance, bound)
+        if type(call) is Error:
+            return call
+        function, positional, keywords, parents, arg_names, constants = call
+        failure: BaseException | None = None
         frame: list = []
         token = context.enter(frame)
         try:
@@ -124,11 +122,13 @@ class TracedFunction:
             context.leave(token)
         return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
-    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any], bound: bool) -> tuple[
-            list[Any], dict[str, Any], tuple[Node, ...], tuple[str, ...], dict[str, Any] | None,
-            BaseException | None]:
-        """One pass over the arguments: raw values to call with, node parents with their argument
-        names (the code parameter first, for a trainable op), constants, and an upstream error."""
+    def _bind(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
+              instance: Any, bound: bool) -> Any:
+        """One pass over the arguments: the function with the raw values to call it with, node
+        parents with their argument names (a trainable op's code parameter first) and constants.
+
+        Returns the ``Error`` node instead when an input is an error or the candidate is broken.
+        """
         names = (self._bound_names if bound else self._names).get(len(args)) \
             or self._argument_names(len(args), bound)
         parents: list[Node] = []
@@ -164,7 +164,14 @@ class TracedFunction:
                 if constants is None:
                     constants = {}
                 constants[name] = arg
-        return positional, keywords, tuple(parents), tuple(arg_names), constants, failure
+        function = self.implementation()
+        if failure is None and isinstance(function, BaseException):
+            failure = function
+        if failure is not None:
+            return _error(state, self.op, failure, tuple(parents), tuple(arg_names), constants)
+        if bound:
+            positional.insert(0, instance)
+        return function, positional, keywords, tuple(parents), tuple(arg_names), constants
 
     def _argument_names(self, count: int, bound: bool) -> tuple[str, ...]:
         """Names for ``count`` positional arguments (a bound method's receiver not counted)."""
