@@ -73,8 +73,8 @@ class Optimizer:
 
     @property
     def params(self) -> list[Param]:
-        """Every parameter, in group order."""
-        return [p for group in self.param_groups for p in group["params"]]
+        """Every parameter, in group order (``param_names`` is filled in that order)."""
+        return list(self.param_names)
 
     def feedback(self) -> dict[Param, list[ParamFeedback]]:
         """Feedback received by each parameter since the last ``zero_feedback``."""
