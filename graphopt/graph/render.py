@@ -25,6 +25,8 @@ CHARS_PER_TOKEN = 4
 
 # Below this a value says nothing useful; budgets shrink values no further.
 MIN_VALUE_CHARS = 40
+# The argument name under which a trainable op's code parameter is its parent (``graph/op.py``).
+CODE_ARGUMENT = "__code__"
 # Room kept for the line that stands for each run of dropped nodes.
 _COLLAPSE_LINE_CHARS = 80
 
@@ -208,15 +210,19 @@ class _Plan:
 
     def _call(self, node: Message) -> str:
         arguments = []
+        source = ""
         for name, parent in zip(node.arg_names, node.parents):
             if parent in self.identifiers and parent not in self.inputs_of[node]:
                 shown = self.identifiers[parent]
             else:
                 shown = self.input_names[parent]
-            arguments.append(shown if name.startswith("<") else f"{name}={shown}")
+            if name == CODE_ARGUMENT:
+                source = f"  # runs the code of {shown}"
+            else:
+                arguments.append(shown if name.startswith("<") else f"{name}={shown}")
         for name, constant in (node.constants or {}).items():
             arguments.append(f"{name}={show(constant, 60)}")
-        return f"{self.identifiers[node]} = {node.op.name}({', '.join(arguments)})"
+        return f"{self.identifiers[node]} = {node.op.name}({', '.join(arguments)}){source}"
 
     def render(self, max_chars: int, max_value_chars: int, max_doc_chars: int) -> RenderedRun:
         outputs = set(self.subgraph.outputs)

@@ -25,6 +25,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "graphopt.optim.torch_optim",
     "graphopt.optim.spsa",
     "graphopt.optim.random_search",
+    "graphopt.optim.optoprime",
     "graphopt.llm.backends",
 )
 

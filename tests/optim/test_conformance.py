@@ -7,6 +7,7 @@ from importlib import metadata
 import pytest
 
 from graphopt import testing
+from graphopt.llm.scripted import follow_schema, scripted_client
 from graphopt.plugins import PluginManager
 
 
@@ -22,6 +23,8 @@ OPTIMIZERS = [
     pytest.param("torch", {"algorithm": "Adam", "lr": 0.1}, id="torch"),
     pytest.param("spsa", {"seed": 0}, id="spsa"),
     pytest.param("random", {"seed": 0}, id="random"),
+    # LLM optimizers answer through a scripted model that follows the requested reply schema.
+    pytest.param("optoprime", {"llm": scripted_client(follow_schema), "memory": 2}, id="optoprime"),
     pytest.param("optuna", {"seed": 0}, id="optuna", marks=pytest.mark.skipif(
         not _installed("graphopt-optuna"), reason="graphopt-optuna is not installed (make test installs it)")),
 ]
