@@ -26,6 +26,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "graphopt.optim.spsa",
     "graphopt.optim.random_search",
     "graphopt.optim.optoprime",
+    "graphopt.optim.textgrad",
+    "graphopt.optim.opro",
     "graphopt.llm.backends",
 )
 

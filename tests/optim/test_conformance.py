@@ -25,6 +25,8 @@ OPTIMIZERS = [
     pytest.param("random", {"seed": 0}, id="random"),
     # LLM optimizers answer through a scripted model that follows the requested reply schema.
     pytest.param("optoprime", {"llm": scripted_client(follow_schema), "memory": 2}, id="optoprime"),
+    pytest.param("textgrad", {"llm": scripted_client(follow_schema), "momentum": 2}, id="textgrad"),
+    pytest.param("opro", {"llm": scripted_client(follow_schema), "top_k": 3}, id="opro"),
     pytest.param("optuna", {"seed": 0}, id="optuna", marks=pytest.mark.skipif(
         not _installed("graphopt-optuna"), reason="graphopt-optuna is not installed (make test installs it)")),
 ]
