@@ -10,7 +10,9 @@ Every exception derives from one base, so ``except GraphoptError`` catches them 
     ├── OptimizerStepError         a step was refused; parameters are unchanged       (.optimizer)
     ├── BudgetExceeded             a usage budget would be exceeded by the next call  (.budget)
     ├── LLMError                   a model call failed after retries                  (.model)
-    └── ReplyFormatError           a model reply could not be parsed                  (.raw)
+    ├── ReplyFormatError           a model reply could not be parsed                  (.raw)
+    ├── DatasetError               a dataset row or file is not a set of examples
+    └── CheckpointError            a checkpoint cannot be read or does not fit the run (.path)
 
 Failures inside user or candidate code are not raised: they become ``Error`` nodes and feedback.
 """
@@ -89,3 +91,15 @@ class ReplyFormatError(GraphoptError):
     def __init__(self, message: str, *, raw: str = "") -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class DatasetError(GraphoptError, ValueError):
+    """A dataset row or file could not be read as examples."""
+
+
+class CheckpointError(GraphoptError):
+    """A checkpoint could not be read, or does not fit the run resuming from it."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path

@@ -28,6 +28,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "graphopt.optim.optoprime",
     "graphopt.optim.textgrad",
     "graphopt.optim.opro",
+    "graphopt.optim.evolution",
+    "graphopt.optim.fewshot",
     "graphopt.llm.backends",
 )
 
