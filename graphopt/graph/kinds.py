@@ -166,6 +166,8 @@ class ObjectKind(ParamKind):
 TEXT = TextKind()
 TENSOR = TensorKind()
 OBJECT = ObjectKind()
+INT = NumberKind(int)
+FLOAT = NumberKind(float)
 
 
 def infer_kind(value: Any, space: Space | None) -> ParamKind:
@@ -181,9 +183,9 @@ def infer_kind(value: Any, space: Space | None) -> ParamKind:
     if isinstance(value, bool):
         return SpaceKind(Choice([False, True]))
     if isinstance(value, int):
-        return NumberKind(int)
+        return INT
     if isinstance(value, float):
-        return NumberKind(float)
+        return FLOAT
     return OBJECT
 
 
