@@ -3,7 +3,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo docs bench clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,10 @@ test: venv
 	$(BIN)/python -m pytest -q tests plugins/graphopt-optuna/tests
 
 demo: venv
-	$(BIN)/python examples/hybrid_demo.py
+	$(BIN)/graphopt demo
+
+docs: venv
+	$(BIN)/mkdocs build -f docs/mkdocs.yml --strict
 
 bench: venv
 	$(BIN)/python -m pytest benchmarks -o python_files='bench_*.py' --benchmark-enable -q

@@ -1,6 +1,6 @@
 """graphopt: optimize AI workflows the way PyTorch optimizes neural networks."""
 
-from graphopt import errors, feedback, graph, llm, optim, plugins
+from graphopt import errors, feedback, graph, llm, optim, plugins, train
 from graphopt.errors import (
     BudgetExceeded,
     GraphoptError,
@@ -29,13 +29,14 @@ from graphopt.graph import (
 )
 from graphopt.llm import Budget, budget
 from graphopt.optim import Optimizer, optimizer
+from graphopt.train import optimize
 
 __all__ = [
     "Budget", "BudgetExceeded", "Choice", "Error", "Feedback", "Float", "GraphoptError", "Int",
     "Message", "Module", "Node", "Optimizer", "OptimizerStepError", "Param",
     "ParamValidationError", "PluginNotFoundError", "PluginValidationError", "ReplyFormatError",
     "TraceError", "TracedFunction", "backward", "budget", "errors", "feedback", "graph", "llm",
-    "no_trace", "op", "ops", "optim", "optimizer", "param", "plugins",
+    "no_trace", "op", "ops", "optim", "optimize", "optimizer", "param", "plugins", "train",
 ]
 
 for _name in ("Budget", "Choice", "Error", "Feedback", "Float", "Int", "Message", "Module", "Node",

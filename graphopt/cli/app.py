@@ -1,4 +1,4 @@
-"""The ``graphopt`` typer app and its ``plugins`` command."""
+"""The ``graphopt`` typer app and its ``plugins`` command; the other commands live one group per module."""
 
 from __future__ import annotations
 
@@ -6,10 +6,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from graphopt.cli import cache, demo, run, show
 from graphopt.plugins.manager import PluginManager, get_plugin_manager
 
 app = typer.Typer(name="graphopt", no_args_is_help=True, add_completion=False,
                   help="Optimize AI workflows the way PyTorch optimizes neural networks.")
+
+
+app.command()(demo.demo)
+app.command()(run.run)
+app.command()(run.resume)
+app.command()(show.show)
+app.add_typer(cache.app, name="cache")
 
 
 @app.callback()

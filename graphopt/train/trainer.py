@@ -111,6 +111,8 @@ class Trainer:
                 return self._result(finished)
         else:
             torch.manual_seed(self.seed)
+            if self.history_path is not None:
+                write_history(self.history_path, [])  # a fresh run starts a fresh history
         meter = Budget()
         stopped = "completed"
         self.reporter.start(self.total_steps, self.position.step)
