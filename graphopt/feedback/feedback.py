@@ -25,7 +25,8 @@ class ErrorInfo(BaseModel):
 
 
 class Feedback(BaseModel):
-    """Any of: a critique (``text``), a ``score`` (higher is better), a torch ``loss``, an ``error``.
+    """Any of: a critique (``text``), a ``score`` (higher is better), a torch ``loss``, an ``error``,
+    and named ``metrics`` (cost, latency, … for several-objective optimizers).
 
     Several may be given at once; at least one must be. ``Feedback.coerce`` builds one from a
     string, a number, a tensor, an exception or a dict.
@@ -37,6 +38,7 @@ class Feedback(BaseModel):
     score: float | None = None
     loss: Any = None
     error: ErrorInfo | None = None
+    metrics: dict[str, float] | None = None
 
     @field_validator("loss")
     @classmethod
@@ -51,8 +53,9 @@ class Feedback(BaseModel):
 
     @model_validator(mode="after")
     def _not_empty(self) -> Feedback:
-        if self.text is None and self.score is None and self.loss is None and self.error is None:
-            raise ValueError("feedback needs at least one of text, score, loss, error")
+        if (self.text is None and self.score is None and self.loss is None and self.error is None
+                and not self.metrics):
+            raise ValueError("feedback needs at least one of text, score, loss, error, metrics")
         return self
 
     @classmethod
@@ -82,6 +85,8 @@ class Feedback(BaseModel):
             parts.append(f"score={self.score:g}")
         if self.loss is not None:
             parts.append(f"loss={float(self.loss.detach()):g}")
+        if self.metrics:
+            parts.extend(f"{name}={value:g}" for name, value in sorted(self.metrics.items()))
         if self.error is not None:
             parts.append(f"error={self.error.type}: {self.error.message}")
         if self.text is not None:

@@ -89,7 +89,11 @@ class Optimizer:
 
     # -- stepping -----------------------------------------------------------------------------
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
-        """New values for some parameters, computed from feedback and state; no side effects."""
+        """New values for some parameters, from feedback and state.
+
+        Must leave parameter values as they were (``step()`` commits); may advance the
+        optimizer's own state (counters, random generators, history).
+        """
         raise NotImplementedError
 
     def step(self, closure: Callable[[], Any] | None = None) -> dict[str, Any]:
@@ -153,7 +157,7 @@ class Optimizer:
         return data
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Check optimizer name, group count, param names and kinds; then restore the state."""
+        """Check optimizer name, group count, param names, kinds and extra state; then restore."""
         if state_dict.get("optimizer") != self.name:
             raise ParamValidationError(f"state dict is for optimizer {state_dict.get('optimizer')!r}, "
                                        f"not {self.name!r}")
@@ -176,6 +180,7 @@ class Optimizer:
             raise ParamValidationError(f"optimizer {self.name!r}: state for unknown params {unknown}")
         restored = {by_name[n]: self.param_state_from_json(by_name[n], s)
                     for n, s in state_dict["state"].items()}
+        self.check_extra_state_dict(state_dict.get("extra", {}))
         for saved, group in zip(groups, self.param_groups):
             group.update({k: v for k, v in saved.items() if k not in ("params", "kinds")})
         self.state = restored
@@ -191,8 +196,17 @@ class Optimizer:
         """Optimizer-wide state (history, RNG, counters) as JSON data."""
         return {}
 
+    def check_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+        """Refuse ``data`` (raise ``ParamValidationError``) before ``load_state_dict`` assigns anything."""
+
     def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
-        """Restore what ``extra_state_dict`` wrote."""
+        """Restore what ``extra_state_dict`` wrote (already accepted by ``check_extra_state_dict``)."""
+
+    def require_space(self, name: str, target: Param) -> None:
+        """For ``check_param``: refuse a number without an ``Int``/``Float``/``Choice`` space."""
+        if target.space is None:
+            raise ParamValidationError(f"optimizer {self.name!r}: param {name!r} needs a space "
+                                       f"(go.Int, go.Float or go.Choice) to search in", param=target)
 
     def __repr__(self) -> str:
         names = ", ".join(self.param_names.values())

@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Mapping
 
-from graphopt.errors import ParamValidationError
-from graphopt.graph.kinds import SpaceKind
 from graphopt.graph.node import Param
 from graphopt.optim.objective import distinct_feedback, mean_score
 from graphopt.optim.optimizer import Optimizer, ParamsArg
@@ -31,9 +29,7 @@ class RandomSearch(Optimizer):
         self.best: dict[str, Any] | None = None
 
     def check_param(self, name: str, target: Param) -> None:
-        if not isinstance(target.kind, SpaceKind):
-            raise ParamValidationError(f"optimizer 'random': param {name!r} needs a space "
-                                       f"(go.Int, go.Float or go.Choice) to sample from", param=target)
+        self.require_space(name, target)
 
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
         score = mean_score(distinct_feedback(self.params))

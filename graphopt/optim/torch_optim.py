@@ -77,10 +77,12 @@ class TorchOptimizer(Optimizer):
                          "torch": tensor_state.encode(self.torch_optimizer.state_dict())}
         return data
 
-    def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+    def check_extra_state_dict(self, data: Mapping[str, Any]) -> None:
         if data.get("algorithm") != self.algorithm:
             raise ParamValidationError(f"optimizer 'torch': state dict is for {data.get('algorithm')!r}, "
                                        f"not {self.algorithm!r}")
+
+    def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
         saved = tensor_state.decode(data["torch"])
         saved["state"] = {int(k): v for k, v in saved["state"].items()}
         self.torch_optimizer.load_state_dict(saved)

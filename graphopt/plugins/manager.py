@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import threading
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
@@ -183,16 +184,19 @@ def not_found(table: str, name: str, entries: Iterable[str]) -> PluginNotFoundEr
 
 
 _default: PluginManager | None = None
+_default_lock = threading.Lock()
 
 
 def get_plugin_manager() -> PluginManager:
     """The process-wide manager, built (built-ins, then entry points) on first use."""
     global _default
     if _default is None:
-        manager = PluginManager()
-        manager.load_builtins()
-        manager.load_entrypoints()
-        _default = manager
+        with _default_lock:
+            if _default is None:
+                manager = PluginManager()
+                manager.load_builtins()
+                manager.load_entrypoints()
+                _default = manager
     return _default
 
 

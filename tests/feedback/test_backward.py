@@ -17,6 +17,13 @@ def test_feedback_coerces_common_values():
         go.Feedback.coerce(object())
 
 
+def test_feedback_carries_named_metrics():
+    feedback = go.Feedback(score=0.5, metrics={"cost": 0.02, "latency": 1.5})
+    assert feedback.metrics == {"cost": 0.02, "latency": 1.5}
+    assert feedback.describe() == "score=0.5; cost=0.02; latency=1.5"
+    assert go.Feedback(metrics={"cost": 1}).metrics == {"cost": 1.0}
+
+
 def test_feedback_needs_something_and_a_scalar_loss():
     with pytest.raises(ValueError, match="at least one of"):
         go.Feedback()

@@ -62,3 +62,13 @@ def test_state_dict_resume_matches_an_uninterrupted_run(plugin_manager, algorith
     opt3.load_state_dict(saved_state)
     fit(opt3, w3, x, y, 5)
     assert torch.allclose(w1.value, w3.value, atol=1e-6)
+
+
+def test_refused_state_dict_leaves_the_optimizer_untouched(plugin_manager):
+    w = go.param(torch.zeros(2, requires_grad=True), name="w")
+    adam = go.optimizer("torch", [w], algorithm="Adam", lr=0.1, plugin_manager=plugin_manager)
+    sgd_state = go.optimizer("torch", [go.param(torch.zeros(2, requires_grad=True), name="w")],
+                             algorithm="SGD", lr=0.5, plugin_manager=plugin_manager).state_dict()
+    with pytest.raises(go.ParamValidationError, match="state dict is for 'SGD', not 'Adam'"):
+        adam.load_state_dict(sgd_state)
+    assert adam.param_groups[0]["lr"] == 0.1
