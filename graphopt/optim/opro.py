@@ -14,7 +14,7 @@ from graphopt.graph.render import CHARS_PER_TOKEN, render_variables, show, show_
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message
 from graphopt.llm.structured import json_instruction
-from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
+from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal, require_ints
 from graphopt.optim.objective import distinct_feedback, mean_score
 from graphopt.optim.optimizer import ParamsArg
 from graphopt.optim.prompt import section
@@ -44,11 +44,9 @@ class OPRO(LLMOptimizer):
                  max_history: int = 200, max_prompt_tokens: int = 4_000, max_value_chars: int = 400,
                  temperature: float | None = None, max_tokens: int = 1_024, partial: bool = True,
                  objective: str = "", plugin_manager: PluginManager | None = None) -> None:
-        for option, value, least in (("top_k", top_k, 1), ("max_history", max_history, 1),
-                                     ("max_prompt_tokens", max_prompt_tokens, 200),
-                                     ("max_value_chars", max_value_chars, 20)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"optimizer 'opro': {option} expects an int >= {least}, got {value!r}")
+        require_ints(self.name, {"top_k": (top_k, 1), "max_history": (max_history, 1),
+                                 "max_prompt_tokens": (max_prompt_tokens, 200),
+                                 "max_value_chars": (max_value_chars, 20)})
         super().__init__(params, {}, llm=llm, plugin_manager=plugin_manager)
         self.top_k = top_k
         self.max_history = max_history

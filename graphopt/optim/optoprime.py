@@ -20,7 +20,7 @@ from graphopt.graph.render import CHARS_PER_TOKEN, render_variables, show, trunc
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message
 from graphopt.llm.structured import json_instruction
-from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
+from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal, require_ints
 from graphopt.optim.objective import to_loss
 from graphopt.optim.optimizer import ParamsArg
 from graphopt.optim.prompt import Run, aggregate_feedback, collect_runs, render_runs, section
@@ -57,12 +57,9 @@ class OptoPrime(LLMOptimizer):
                  memory: int = 0, n_candidates: int = 1, selector: str | Selector = "auto",
                  temperature: float | None = None, max_tokens: int = 1_024, partial: bool = True,
                  objective: str = "", plugin_manager: PluginManager | None = None) -> None:
-        for option, value, least in (("max_prompt_tokens", max_prompt_tokens, 200),
-                                     ("max_value_chars", max_value_chars, 20), ("max_runs", max_runs, 1),
-                                     ("memory", memory, 0), ("n_candidates", n_candidates, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"optimizer 'optoprime': {option} expects an int >= {least}, "
-                                 f"got {value!r}")
+        require_ints(self.name, {"max_prompt_tokens": (max_prompt_tokens, 200),
+                                 "max_value_chars": (max_value_chars, 20), "max_runs": (max_runs, 1),
+                                 "memory": (memory, 0), "n_candidates": (n_candidates, 1)})
         if not callable(selector) and selector not in ("auto", "closure", "most_valid"):
             raise ValueError(f"optimizer 'optoprime': selector expects 'auto', 'closure', "
                              f"'most_valid' or a function, got {selector!r}")

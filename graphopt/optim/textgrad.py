@@ -18,7 +18,7 @@ from graphopt.graph.render import CODE_ARGUMENT, render_variables, show, truncat
 from graphopt.graph.walk import Subgraph
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message as ChatMessage
-from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
+from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal, require_ints
 from graphopt.optim.optimizer import ParamsArg
 from graphopt.optim.prompt import Run, collect_runs, section
 from graphopt.optim.suggest import Verdict, ask
@@ -51,11 +51,8 @@ class TextGrad(LLMOptimizer):
                  max_value_chars: int = 400, max_gradient_chars: int = 800,
                  concurrency: int | None = None, max_tokens: int = 512, partial: bool = True,
                  plugin_manager: PluginManager | None = None) -> None:
-        for option, value, least in (("momentum", momentum, 0), ("max_value_chars", max_value_chars, 20),
-                                     ("max_gradient_chars", max_gradient_chars, 40)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"optimizer 'textgrad': {option} expects an int >= {least}, "
-                                 f"got {value!r}")
+        require_ints(self.name, {"momentum": (momentum, 0), "max_value_chars": (max_value_chars, 20),
+                                 "max_gradient_chars": (max_gradient_chars, 40)})
         super().__init__(params, {}, llm=llm, plugin_manager=plugin_manager)
         self.momentum = momentum
         self.max_value_chars = max_value_chars
