@@ -6,7 +6,6 @@ The model is loaded once for the module; replies are kept short so the module fi
 
 from __future__ import annotations
 
-
 import pytest
 
 import graphopt as go
