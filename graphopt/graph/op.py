@@ -46,7 +46,9 @@ class TracedFunction:
         self.positional_names = tuple(p.name for p in positional)
         var = [p.name for p in signature.parameters.values() if p.kind is p.VAR_POSITIONAL]
         self.var_positional = var[0] if var else None
-        self.op = Op(name or function.__qualname__, self, inspect.getdoc(function) or "")
+        # "outer.<locals>.inner" reads as "outer.inner" in prompts and renderings.
+        name = name or getattr(function, "__qualname__", repr(function)).replace("<locals>.", "")
+        self.op = Op(name, self, inspect.getdoc(function) or "")
         self.code: Param | None = None
         self._names: dict[int, tuple[str, ...]] = {}
         self._bound_names: dict[int, tuple[str, ...]] = {}
@@ -54,7 +56,7 @@ class TracedFunction:
         if trainable:
             source = function_source(function)
             self._original_source = source
-            self.code = Param(source, name=f"{name or function.__qualname__}.code",
+            self.code = Param(source, name=f"{name}.code",
                               kind=CodeKind(function.__name__, _signature_names(signature), self.is_async),
                               description=f"source code of op {self.op.name!r}")
 

@@ -210,3 +210,11 @@ def test_builtin_functions_can_be_traced():
     out = matmul(torch.eye(2), w)
     assert out.arg_names == ("arg1",) and out.op.name.endswith("matmul")
     assert torch.equal(out.value, torch.ones(2))
+
+
+def test_ops_defined_in_functions_are_named_without_locals():
+    @go.op
+    def double(x):
+        return 2 * x
+
+    assert double.op.name == "test_ops_defined_in_functions_are_named_without_locals.double"
