@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 import graphopt  # attribute access at call time only: Node.backward delegates to graphopt.feedback
-from graphopt.errors import ParamValidationError
+from graphopt.errors import BudgetExceeded, ParamValidationError
 from graphopt.graph import context
 from graphopt.graph.kinds import ParamKind, infer_kind
 from graphopt.graph.space import Space
@@ -338,6 +338,8 @@ def call(op: Op, function: Callable[..., Any], args: tuple[Any, ...], arg_names:
         return _error(state, op, upstream, parents, names, constants)
     try:
         value = function(*raw[:n_positional], **dict(zip(arg_names[n_positional:], raw[n_positional:])))
+    except BudgetExceeded:
+        raise  # a budget stops the run; it is not a failure of this call
     except Exception as exc:
         return _error(state, op, exc, parents, names, constants)
     node = _record(state, op, value, parents, names, constants)

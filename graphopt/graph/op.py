@@ -16,7 +16,7 @@ import textwrap
 import threading
 from typing import Any, Callable, TypeVar, overload
 
-from graphopt.errors import TraceError
+from graphopt.errors import BudgetExceeded, TraceError
 from graphopt.graph import context
 from graphopt.graph.kinds import CodeKind
 from graphopt.graph.node import Error, Message, Node, Op, Param, _error
@@ -96,6 +96,8 @@ class TracedFunction:
                 value: Any = function(*positional, **keywords)
             else:
                 value = _run_with_timeout(function, positional, keywords, self.timeout, self.op.name)
+        except BudgetExceeded:
+            raise  # a budget stops the run; it is not a failure of this op
         except Exception as exc:
             value, failure = None, exc
         finally:
@@ -118,6 +120,8 @@ class TracedFunction:
         token = context.enter(frame)
         try:
             value: Any = await function(*positional, **keywords)
+        except BudgetExceeded:
+            raise
         except Exception as exc:
             value, failure = None, exc
         finally:

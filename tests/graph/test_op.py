@@ -218,3 +218,14 @@ def test_ops_defined_in_functions_are_named_without_locals():
         return 2 * x
 
     assert double.op.name == "test_ops_defined_in_functions_are_named_without_locals.double"
+
+
+def test_budget_exceeded_inside_an_op_stops_the_run():
+    @go.op
+    def spend(x):
+        raise go.BudgetExceeded("max_calls=0 reached")
+
+    with pytest.raises(go.BudgetExceeded):
+        spend(go.param(1, name="x"))
+    with pytest.raises(go.BudgetExceeded):
+        go.graph.Node(lambda: spend(1))()
