@@ -15,6 +15,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import torch
+
 from graphopt.llm.local.constrained import allowed_tokens_fn, json_schema_of
 
 DEFAULT_MAX_TOKENS = 256
@@ -174,8 +176,6 @@ class Engine:
             request.future.set_result(result)
 
     def _generate(self, group: list[_Request]) -> list[Generated]:
-        import torch
-
         settings = group[0].settings
         prompts = [self.tokenizer.apply_chat_template(r.messages, add_generation_prompt=True,
                                                       tokenize=False) for r in group]

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from graphopt.errors import LLMError
 from graphopt.llm.config import LLMSettings
 from graphopt.llm.local import weights
@@ -29,16 +31,12 @@ def configure_threads(settings: LLMSettings) -> None:
     explicit value in the environment wins. ``torch.set_num_threads`` is process-wide.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", settings.omp_wait_policy)
-    import torch
-
     if torch.get_num_threads() != settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
 
 
 def pick_device(setting: str) -> str:
     """``cuda`` when asked or (for ``auto``) available, else ``cpu``."""
-    import torch
-
     if setting == "cuda" and not torch.cuda.is_available():
         raise LLMError(f"model {weights.MODEL_NAME!r}: device 'cuda' requested, but torch sees no "
                        "CUDA device", model=weights.MODEL_NAME)

