@@ -25,6 +25,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 NESTED = "<nested>"
 
+# Bound once: these run on every traced call.
+_current, _enter, _leave = context.current, context.enter, context.leave
+
 
 class TracedFunction:
     """A function whose every call (while tracing) is recorded as a node."""
@@ -74,12 +77,12 @@ class TracedFunction:
         return BoundTracedFunction(self, instance)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.invoke(args, kwargs, None, bound=False)
+        return self.invoke(args, kwargs, None, False)
 
     # -- one call ---------------------------------------------------------------------------
-    def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, *, bound: bool) -> Any:
+    def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, bound: bool) -> Any:
         """Run one call; ``instance`` is a method's receiver, passed through but never traced."""
-        state = context.current()
+        state = _current()
         if not state.enabled:
             return self._run_raw(args, kwargs, instance, bound)
         if self.is_async:
@@ -90,7 +93,7 @@ class TracedFunction:
         function, positional, keywords, parents, arg_names, constants = call
         failure: BaseException | None = None
         frame: list = []
-        token = context.enter(frame)
+        token = _enter(frame)
         try:
             if self.timeout is None:
                 value: Any = function(*positional, **keywords)
@@ -101,7 +104,7 @@ class TracedFunction:
         except Exception as exc:
             value, failure = None, exc
         finally:
-            context.leave(token)
+            _leave(token)
         if failure is None and not frame and not isinstance(value, Node):
             node = Message(value, parents, self.op, arg_names, constants)
             if state.frame is not None:
@@ -117,7 +120,7 @@ class TracedFunction:
         function, positional, keywords, parents, arg_names, constants = call
         failure: BaseException | None = None
         frame: list = []
-        token = context.enter(frame)
+        token = _enter(frame)
         try:
             value: Any = await function(*positional, **keywords)
         except BudgetExceeded:
@@ -125,52 +128,53 @@ class TracedFunction:
         except Exception as exc:
             value, failure = None, exc
         finally:
-            context.leave(token)
+            _leave(token)
         return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
     def _bind(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
               instance: Any, bound: bool) -> Any:
-        """One pass over the arguments: the function with the raw values to call it with, node
-        parents with their argument names (a trainable op's code parameter first) and constants.
+        """The function with the raw values to call it with, node parents with their argument
+        names (a trainable op's code parameter first) and constants.
 
         Returns the ``Error`` node instead when an input is an error or the candidate is broken.
         """
         names = (self._bound_names if bound else self._names).get(len(args)) \
             or self._argument_names(len(args), bound)
-        parents: list[Node] = []
-        arg_names: list[str] = []
-        constants: dict[str, Any] | None = None
-        failure: BaseException | None = None
-        if self.code is not None:
-            parents.append(self.code)
-            arg_names.append("__code__")
         positional: list[Any] = []
-        for name, arg in zip(names, args):
+        plain = True  # every argument a node, none an error: the arguments are the parents
+        for arg in args:
             if isinstance(arg, Node):
-                if type(arg) is Error and failure is None:
-                    failure = arg.value
-                parents.append(arg)
-                arg_names.append(name)
                 positional.append(arg.value)
+                if type(arg) is Error:
+                    plain = False
             else:
                 positional.append(arg)
-                if constants is None:
-                    constants = {}
-                constants[name] = arg
+                plain = False
+        if plain and not kwargs and self.code is None:
+            if bound:
+                positional.insert(0, instance)
+            return self.function, positional, {}, args, names, None
+        parents: list[Node] = [self.code] if self.code is not None else []
+        arg_names: list[str] = ["__code__"] if self.code is not None else []
+        constants: dict[str, Any] | None = None
+        failure: BaseException | None = None
         keywords: dict[str, Any] = {}
-        for name, arg in kwargs.items():
+        if kwargs:
+            names = (*names, *kwargs)
+            args = (*args, *kwargs.values())
+        for index, arg in enumerate(args):
             if isinstance(arg, Node):
                 if type(arg) is Error and failure is None:
                     failure = arg.value
                 parents.append(arg)
-                arg_names.append(name)
-                keywords[name] = arg.value
+                arg_names.append(names[index])
             else:
-                keywords[name] = arg
                 if constants is None:
                     constants = {}
-                constants[name] = arg
-        function = self.implementation()
+                constants[names[index]] = arg
+        if kwargs:
+            keywords = {k: v.value if isinstance(v, Node) else v for k, v in kwargs.items()}
+        function = self.function if self.code is None else self.implementation()
         if failure is None and isinstance(function, BaseException):
             failure = function
         if failure is not None:
@@ -264,7 +268,7 @@ class BoundTracedFunction:
         return self.traced.code
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.traced.invoke(args, kwargs, self.instance, bound=True)
+        return self.traced.invoke(args, kwargs, self.instance, True)
 
     def __repr__(self) -> str:
         return f"<bound {self.traced!r} of {type(self.instance).__name__}>"
