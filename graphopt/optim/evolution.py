@@ -22,7 +22,7 @@ from graphopt.llm.client import Client
 from graphopt.optim import racing, rewrite
 from graphopt.optim.evaluation import Evaluation, as_evaluation
 from graphopt.optim.objective import distinct_feedback
-from graphopt.optim.optimizer import Optimizer, ParamsArg
+from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager, hookimpl
 
 Values = dict[str, Any]
@@ -44,11 +44,8 @@ class Evolution(Optimizer):
                  confidence: float = 1.64, length_penalty: float = 0.0, crossover_rate: float = 0.5,
                  temperature: float = 0.7, max_tokens: int = 256, max_critiques: int = 5,
                  seed: int = 0, plugin_manager: PluginManager | None = None) -> None:
-        for label, number in (("population", population), ("block_size", block_size)):
-            if number < 1:
-                raise ValueError(f"optimizer 'evolution': {label} expects an int >= 1, got {number!r}")
-        if offspring < 0:
-            raise ValueError(f"optimizer 'evolution': offspring expects an int >= 0, got {offspring!r}")
+        require_ints(self.name, {"population": (population, 1), "block_size": (block_size, 1),
+                                 "offspring": (offspring, 0)})
         super().__init__(params, {}, plugin_manager=plugin_manager)
         self.llm = llm
         self.population_size = population

@@ -19,7 +19,7 @@ from graphopt.graph.node import Error, Message, Param
 from graphopt.graph.op import NESTED
 from graphopt.optim import racing
 from graphopt.optim.evaluation import as_evaluation
-from graphopt.optim.optimizer import Optimizer, ParamsArg
+from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager, hookimpl
 
 Demo = dict[str, Any]
@@ -35,8 +35,7 @@ class FewShot(Optimizer):
                  candidates: int = 4, max_pool: int = 32, max_examples: int | None = None,
                  value_chars: int = 500, seed: int = 0,
                  plugin_manager: PluginManager | None = None) -> None:
-        if max_demos < 1:
-            raise ValueError(f"optimizer 'fewshot': max_demos expects an int >= 1, got {max_demos!r}")
+        require_ints(self.name, {"max_demos": (max_demos, 1)})
         super().__init__(params, {}, plugin_manager=plugin_manager)
         self.max_demos = max_demos
         self.min_score = min_score

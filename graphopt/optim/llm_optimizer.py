@@ -66,12 +66,4 @@ class LLMOptimizer(Optimizer):
         """Fold a committed step's record into the optimizer's state (memory, history)."""
 
 
-def require_ints(optimizer: str, options: Mapping[str, tuple[Any, int]]) -> None:
-    """``ValueError`` naming the option unless each ``(value, least)`` is an int >= least."""
-    for option, (value, least) in options.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"optimizer {optimizer!r}: {option} expects an int >= {least}, "
-                             f"got {value!r}")
-
-
-__all__ = ["LLMOptimizer", "LLM_KINDS", "Proposal", "require_ints"]
+__all__ = ["LLMOptimizer", "LLM_KINDS", "Proposal"]

@@ -14,9 +14,9 @@ from graphopt.graph.render import CHARS_PER_TOKEN, render_variables, show, show_
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message
 from graphopt.llm.structured import json_instruction
-from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal, require_ints
+from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
 from graphopt.optim.objective import distinct_feedback, mean_score
-from graphopt.optim.optimizer import ParamsArg
+from graphopt.optim.optimizer import ParamsArg, require_ints
 from graphopt.optim.prompt import section
 from graphopt.optim.suggest import ask, reply_schema
 from graphopt.plugins.manager import PluginManager, hookimpl

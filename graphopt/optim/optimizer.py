@@ -213,6 +213,14 @@ class Optimizer:
         return f"<optimizer {self.name} params=[{names}]>"
 
 
+def require_ints(optimizer: str, options: Mapping[str, tuple[Any, int]]) -> None:
+    """``ValueError`` naming the option unless each ``(value, least)`` is an int >= least."""
+    for option, (value, least) in options.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"optimizer {optimizer!r}: {option} expects an int >= {least}, "
+                             f"got {value!r}")
+
+
 def _is_group_list(params: ParamsArg) -> bool:
     return isinstance(params, (list, tuple)) and bool(params) and all(isinstance(g, dict) for g in params)
 

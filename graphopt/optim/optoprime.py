@@ -20,9 +20,9 @@ from graphopt.graph.render import CHARS_PER_TOKEN, render_variables, show, trunc
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message
 from graphopt.llm.structured import json_instruction
-from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal, require_ints
+from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
 from graphopt.optim.objective import to_loss
-from graphopt.optim.optimizer import ParamsArg
+from graphopt.optim.optimizer import ParamsArg, require_ints
 from graphopt.optim.prompt import Run, aggregate_feedback, collect_runs, render_runs, section
 from graphopt.optim.suggest import Verdict, ask, reply_schema
 from graphopt.plugins.manager import PluginManager, hookimpl

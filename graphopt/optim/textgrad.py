@@ -18,8 +18,8 @@ from graphopt.graph.render import CODE_ARGUMENT, render_variables, show, truncat
 from graphopt.graph.walk import Subgraph
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message as ChatMessage
-from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal, require_ints
-from graphopt.optim.optimizer import ParamsArg
+from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
+from graphopt.optim.optimizer import ParamsArg, require_ints
 from graphopt.optim.prompt import Run, collect_runs, section
 from graphopt.optim.suggest import Verdict, ask
 from graphopt.plugins.manager import PluginManager, hookimpl
