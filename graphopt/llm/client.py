@@ -84,6 +84,16 @@ class Client:
         return cache_key(provider=self.provider, model=self.model, messages=messages, params=keyed,
                          rollout_id=rollout_id)
 
+    def _prepare(self, messages: Messages, params: dict[str, Any], tag: str | None,
+                 rollout_id: str | int | None, use_cache: bool | None
+                 ) -> tuple[list[Message], dict[str, Any], str | None, str | None, Reply | None]:
+        """The normalized request, its ledger tag and cache key, and the cached reply if any."""
+        normalized = normalize_messages(messages)
+        params = self._params(params)
+        tag = tag or self.tag
+        key = self._key(normalized, params, rollout_id, use_cache)
+        return normalized, params, tag, key, self._lookup(key, tag)
+
     def _lookup(self, key: str | None, tag: str | None) -> Reply | None:
         if self.cache is None:
             return None
@@ -113,11 +123,7 @@ class Client:
         ``cache=False`` skips the cache; ``cache=True`` also serves sampled (temperature > 0)
         requests from it. A ``rollout_id`` names one of several samples, making each cacheable.
         """
-        messages = normalize_messages(messages)
-        params = self._params(params)
-        tag = tag or self.tag
-        key = self._key(messages, params, rollout_id, cache)
-        hit = self._lookup(key, tag)
+        messages, params, tag, key, hit = self._prepare(messages, params, tag, rollout_id, cache)
         if hit is not None:
             return hit
         budgets = reserve_all(self.model)
@@ -127,8 +133,7 @@ class Client:
                                       model=self.model, retries=self.settings.retries,
                                       backoff=self.settings.backoff)
         except BaseException:
-            for limits in budgets:
-                limits.release()
+            _release(budgets)
             raise
         return self._finish(key, reply, started, budgets, tag)
 
@@ -136,11 +141,7 @@ class Client:
                         rollout_id: str | int | None = None, cache: bool | None = None,
                         **params: Any) -> Reply:
         """The async twin of ``complete``."""
-        messages = normalize_messages(messages)
-        params = self._params(params)
-        tag = tag or self.tag
-        key = self._key(messages, params, rollout_id, cache)
-        hit = self._lookup(key, tag)
+        messages, params, tag, key, hit = self._prepare(messages, params, tag, rollout_id, cache)
         if hit is not None:
             return hit
         budgets = reserve_all(self.model)
@@ -150,8 +151,7 @@ class Client:
                                              model=self.model, retries=self.settings.retries,
                                              backoff=self.settings.backoff)
         except BaseException:
-            for limits in budgets:
-                limits.release()
+            _release(budgets)
             raise
         return self._finish(key, reply, started, budgets, tag)
 
@@ -188,3 +188,9 @@ class Client:
     async def acomplete_json(self, messages: Messages, *, schema: type[M], **params: Any) -> M:
         """The async twin of ``complete_json``."""
         return await structured.acomplete_json(self, normalize_messages(messages), schema, **params)
+
+
+def _release(budgets: tuple[Budget, ...]) -> None:
+    """Give back the places a failed call held in each budget."""
+    for limits in budgets:
+        limits.release()
