@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 
 from graphopt.errors import ParamValidationError
 from graphopt.graph.node import Param
@@ -79,13 +80,7 @@ def save_params(path: str | os.PathLike[str], params: Mapping[str, Param]) -> No
             entry["value"] = target.to_json()
         entries[name] = entry
     if tensors:
-        fd, tmp = tempfile.mkstemp(dir=Path(path).parent, suffix=".safetensors.tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp)
-            atomic_write_bytes(f"{os.fspath(path)}.safetensors", Path(tmp).read_bytes())
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write_bytes(f"{os.fspath(path)}.safetensors", save_tensors(tensors))
     atomic_write_json(path, {"format": FORMAT, "params": entries})
 
 
