@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar, overload
 from graphopt.errors import BudgetExceeded, TraceError
 from graphopt.graph import context
 from graphopt.graph.kinds import CodeKind
-from graphopt.graph.node import Error, Message, Node, Op, Param, _error
+from graphopt.graph.node import Error, Node, Op, Param, _error, _record
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,10 +106,7 @@ class TracedFunction:
         finally:
             _leave(token)
         if failure is None and not frame and not isinstance(value, Node):
-            node = Message(value, parents, self.op, arg_names, constants)
-            if state.frame is not None:
-                state.frame.append(node)
-            return node
+            return _record(state, self.op, value, parents, arg_names, constants)
         return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
     async def _ainvoke(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -210,10 +207,7 @@ class TracedFunction:
             arg_names = (*arg_names, *([NESTED] * len(nested)))
         if failure is not None:
             return _error(state, self.op, failure, parents, arg_names, constants)
-        node = Message(value, parents, self.op, arg_names, constants)
-        if state.frame is not None:
-            state.frame.append(node)
-        return node
+        return _record(state, self.op, value, parents, arg_names, constants)
 
     def _run_raw(self, args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, bound: bool) -> Any:
         function = self.implementation()
