@@ -212,7 +212,8 @@ class _Plan:
         arguments = []
         source = ""
         for name, parent in zip(node.arg_names, node.parents):
-            if parent in self.identifiers and parent not in self.inputs_of[node]:
+            # Identity, never ``in`` on a list: ``==`` on nodes is a traced op comparing values.
+            if parent in self.identifiers and all(parent is not q for q in self.inputs_of[node]):
                 shown = self.identifiers[parent]
             else:
                 shown = self.input_names[parent]

@@ -163,3 +163,19 @@ def test_variables_show_kind_constraints_description_and_code_blocks():
     assert "top_k (int in Int(1, 10)): documents retrieved = 3" in text
     assert "mode (choice in Choice(['fast', 'slow'])) = 'fast'" in text
     assert "double.code (code: def double(x)): source code of op 'double', value:\ndef double(x: int)" in text
+
+
+@go.op
+def add(a: float, b: float) -> float:
+    """`a` plus `b`."""
+    return a + b
+
+
+def test_param_and_input_with_equal_values_are_told_apart_by_identity():
+    # ``==`` on nodes is a traced op comparing values: a list ``in`` would confuse the two 0.0s.
+    weight = go.param(0.0, name="p0")
+    offset = go.param(0.0, name="x", trainable=False)
+    out = add(weight, offset)
+    run = render_run(minimal_subgraph([out]), names={weight: "p0"}, max_chars=2_000)
+    assert "add0 = add(a=p0, b=x)" in run.code
+    assert run.inputs == ["x = 0.0"]
