@@ -28,15 +28,17 @@ def root() -> None:
 @app.command()
 def plugins() -> None:
     """List optimizers, propagators and LLM backends with the distribution providing each,
-    then any plugin that failed to load."""
-    show_plugins(get_plugin_manager(), Console())
+    then any plugin that failed to load (the exit code is then 1)."""
+    if not show_plugins(get_plugin_manager(), Console()):
+        raise typer.Exit(1)
 
 
-def show_plugins(manager: PluginManager, console: Console) -> None:
-    """Print what ``manager`` provides, and its load failures, to ``console``."""
+def show_plugins(manager: PluginManager, console: Console) -> bool:
+    """Print what ``manager`` provides, and its load failures, to ``console``; False on failures."""
     console.print(plugins_table(manager))
     if manager.failures:
         console.print(failures_table(manager))
+    return not manager.failures
 
 
 def plugins_table(manager: PluginManager) -> Table:
@@ -53,11 +55,11 @@ def plugins_table(manager: PluginManager) -> Table:
 def failures_table(manager: PluginManager) -> Table:
     """One row per plugin that could not be imported or registered, with the error."""
     table = Table(title="plugins that failed to load", style="red")
-    for column in ("plugin", "distribution", "error"):
+    for column in ("plugin", "distribution", "entry point", "error"):
         table.add_column(column)
     for failure in manager.failures:
-        error = f"{type(failure.error).__name__}: {failure.error}"
-        table.add_row(failure.name, failure.distribution or "-", error)
+        table.add_row(failure.name, failure.distribution or "-", failure.entry_point or "-",
+                      failure.reason)
     return table
 
 

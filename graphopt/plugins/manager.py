@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
+import os
+import sys
 import threading
+import traceback
+import types
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
 
@@ -30,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "graphopt.optim.textgrad",
     "graphopt.optim.opro",
     "graphopt.optim.evolution",
+    "graphopt.optim.gepa",
     "graphopt.optim.fewshot",
     "graphopt.llm.backends",
 )
@@ -56,43 +62,75 @@ class PluginEntry:
 
 @dataclass(frozen=True)
 class PluginLoadFailure:
-    """A plugin that could not be imported or registered; the others still load."""
+    """A plugin that could not be imported or registered, or whose hook raised; the others load.
+
+    ``entry_point`` is its ``name = module:attr`` line (empty for plugins registered by hand) and
+    ``provides`` the names, by table, it contributed before it failed (empty when never known).
+    """
 
     name: str
     distribution: str
     error: BaseException
+    entry_point: str = ""
+    provides: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """``plugin 'foo' (graphopt-foo)``: how messages name the plugin."""
+        return f"plugin {self.name!r} ({self.distribution or 'no distribution'})"
+
+    @property
+    def reason(self) -> str:
+        """What went wrong, without repeating the plugin's name."""
+        if isinstance(self.error, PluginValidationError):
+            return str(self.error).removeprefix(f"plugin {self.name!r}: ")
+        return f"{type(self.error).__name__}: {self.error}"
 
 
 class PluginManager(pluggy.PluginManager):
-    """``pluggy.PluginManager("graphopt")`` that validates contributions before storing them."""
+    """``pluggy.PluginManager("graphopt")`` that validates contributions before storing them.
+
+    A plugin whose import, registration or contribution hook fails is disabled on its own: it
+    is recorded in ``failures`` with one warning pointing at its module, and the built-ins and
+    every other plugin keep working.
+    """
 
     def __init__(self) -> None:
         super().__init__("graphopt")
         self.add_hookspecs(hookspecs)
         self.failures: list[PluginLoadFailure] = []
         self._distributions: dict[str, str] = {}
+        self._entry_points: dict[str, str] = {}
+        self._provides: dict[str, dict[str, tuple[str, ...]]] = {}
         self._tables: dict[str, dict[str, PluginEntry]] | None = None
+        # Re-entrant: building the tables may disable a plugin, which unregisters it.
+        self._lock = threading.RLock()
 
     # -- registration -------------------------------------------------------------------------
     def register(self, plugin: object, name: str | None = None, *, distribution: str = "") -> str | None:
         """Register ``plugin`` after checking every contribution; refuse it whole on any fault."""
         plugin_name = name or self.get_canonical_name(plugin)
-        self._check_contributions(plugin, plugin_name)
-        registered = super().register(plugin, name=plugin_name)
-        if registered is not None:
-            self._distributions[registered] = distribution
-        self._tables = None
+        with self._lock:
+            contributions = _contributions(plugin, plugin_name)
+            self._check_unique(plugin, plugin_name, contributions)
+            registered = super().register(plugin, name=plugin_name)
+            if registered is not None:
+                self._distributions[registered] = distribution
+                self._provides[registered] = {
+                    table: tuple(names) for table, names in contributions.items()}
+            self._tables = None
         return registered
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
-        removed = super().unregister(plugin=plugin, name=name)
-        self._tables = None
+        with self._lock:
+            removed = super().unregister(plugin=plugin, name=name)
+            self._tables = None
         return removed
 
     def load_builtins(self) -> None:
         """Register graphopt's own plugins, by module name, as entry points are registered."""
         for module_name in BUILTIN_PLUGINS:
-            self._load(module_name, lambda: importlib.import_module(module_name), "graphopt")
+            self._load(module_name, lambda: importlib.import_module(module_name), "graphopt",
+                       module=module_name)
 
     def load_entrypoints(self, group: str = ENTRY_POINT_GROUP) -> int:
         """Load every entry point of ``group``; a failing one is recorded in ``failures``."""
@@ -101,85 +139,222 @@ class PluginManager(pluggy.PluginManager):
             if self.has_plugin(ep.name) or self.is_blocked(ep.name):
                 continue
             dist = ep.dist.name if ep.dist is not None else ""
-            count += self._load(ep.name, ep.load, dist)
+            value = getattr(ep, "value", "")
+            count += self._load(ep.name, ep.load, dist, entry_point=f"{ep.name} = {value}" if value else "",
+                                module=value.partition(":")[0].strip())
         return count
 
-    def _load(self, name: str, load: Callable[[], object], distribution: str) -> bool:
+    def _load(self, name: str, load: Callable[[], object], distribution: str, *,
+              entry_point: str = "", module: str = "") -> bool:
+        plugin: object = None
         try:
-            self.register(load(), name=name, distribution=distribution)
+            plugin = load()
+            self.register(plugin, name=name, distribution=distribution)
         except Exception as err:  # a broken plugin must not take the others down
-            self.failures.append(PluginLoadFailure(name, distribution, err))
-            warnings.warn(f"graphopt plugin {name!r} ({distribution or 'no distribution'}) "
-                          f"failed to load: {type(err).__name__}: {err}", stacklevel=3)
+            self._entry_points[name] = entry_point
+            self._fail(name, plugin, err, distribution=distribution, module=module,
+                       provides=_declared_names(plugin) if plugin is not None else {})
             return False
+        self._entry_points[name] = entry_point
         return True
 
-    def _check_contributions(self, plugin: object, plugin_name: str) -> None:
+    def _disable(self, plugin_name: str, plugin: object, err: Exception) -> None:
+        """Unregister and block a plugin whose hook failed after it was registered."""
+        provides = self._provides.pop(plugin_name, {})
+        distribution = self._distributions.pop(plugin_name, "")
+        self.set_blocked(plugin_name)
+        self._fail(plugin_name, plugin, err, distribution=distribution, provides=provides)
+
+    def _fail(self, name: str, plugin: object, err: Exception, *, distribution: str,
+              module: str = "", provides: Mapping[str, tuple[str, ...]]) -> None:
+        failure = PluginLoadFailure(name, distribution, err, self._entry_points.get(name, ""),
+                                    dict(provides))
+        self.failures.append(failure)
+        where = f", entry point '{failure.entry_point}'" if failure.entry_point else ""
+        filename, lineno, module_name = _blame(plugin, module, err)
+        # Point the warning at the plugin's own code, not at this module: that is what to fix.
+        warnings.warn_explicit(
+            f"graphopt plugin {name!r} ({distribution or 'no distribution'}{where}) failed to load "
+            f"and is disabled: {failure.reason}", UserWarning, filename, lineno, module=module_name)
+
+    def _check_unique(self, plugin: object, plugin_name: str,
+                      contributions: dict[str, list[str]]) -> None:
         tables = self.tables()
-        for hook_name, (table, key, required) in _TABLES.items():
-            impl = getattr(plugin, hook_name, None)
-            if impl is None:
-                continue
-            entries = impl()
-            if not isinstance(entries, (list, tuple)):
-                raise PluginValidationError(
-                    f"plugin {plugin_name!r}: {hook_name}() must return a list, got "
-                    f"{type(entries).__name__}", plugin=plugin)
-            seen: set[str] = set()
-            for entry in entries:
-                entry_name = getattr(entry, key, None)
-                if not isinstance(entry_name, str) or not entry_name:
-                    raise PluginValidationError(
-                        f"plugin {plugin_name!r}: {hook_name}() entry {entry!r} needs a non-empty "
-                        f"str attribute {key!r}", plugin=plugin)
-                missing = [attr for attr in required if not hasattr(entry, attr)]
-                if missing:
-                    raise PluginValidationError(
-                        f"plugin {plugin_name!r}: {table[:-1].replace('_', ' ')} {entry_name!r} "
-                        f"lacks {', '.join(missing)}", plugin=plugin)
+        for table, names in contributions.items():
+            for entry_name in names:
                 owner = tables[table].get(entry_name)
-                if owner is not None or entry_name in seen:
-                    where = owner.plugin if owner is not None else plugin_name
+                if owner is not None:
                     raise PluginValidationError(
-                        f"plugin {plugin_name!r}: {table[:-1].replace('_', ' ')} name "
-                        f"{entry_name!r} is already provided by plugin {where!r}", plugin=plugin)
-                seen.add(entry_name)
+                        f"plugin {plugin_name!r}: {_singular(table)} name {entry_name!r} is already "
+                        f"provided by plugin {owner.plugin!r}", plugin=plugin)
 
     # -- lookup -------------------------------------------------------------------------------
     def tables(self) -> dict[str, dict[str, PluginEntry]]:
-        """Every contribution, by table ("optimizers", "propagators", "llm_backends") and name."""
-        if self._tables is None:
-            tables: dict[str, dict[str, PluginEntry]] = {t: {} for t, _, _ in _TABLES.values()}
-            for plugin_name, plugin in self.list_name_plugin():
-                if plugin is None:
-                    continue
-                for hook_name, (table, key, _) in _TABLES.items():
-                    impl = getattr(plugin, hook_name, None)
-                    if impl is None:
-                        continue
-                    for entry in impl():
-                        tables[table][getattr(entry, key)] = PluginEntry(
-                            getattr(entry, key), entry, plugin_name,
-                            self._distributions.get(plugin_name, ""))
-            self._tables = tables
-        return self._tables
+        """Every contribution, by table ("optimizers", "propagators", "llm_backends") and name.
+
+        A plugin whose hook now raises or returns something invalid is disabled (see
+        ``failures``); the tables are built from the others.
+        """
+        with self._lock:
+            while self._tables is None:
+                self._tables = self._build_tables()
+            return self._tables
+
+    def _build_tables(self) -> dict[str, dict[str, PluginEntry]] | None:
+        tables: dict[str, dict[str, PluginEntry]] = {t: {} for t, _, _ in _TABLES.values()}
+        for plugin_name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue
+            try:
+                entries = _entries(plugin, plugin_name)
+                for table, named in entries.items():
+                    for entry_name in named:
+                        owner = tables[table].get(entry_name)
+                        if owner is not None:
+                            raise PluginValidationError(
+                                f"plugin {plugin_name!r}: {_singular(table)} name {entry_name!r} is "
+                                f"already provided by plugin {owner.plugin!r}", plugin=plugin)
+            except Exception as err:  # this plugin alone is disabled; start again without it
+                self._disable(plugin_name, plugin, err)
+                return None
+            for table, named in entries.items():
+                for entry_name, obj in named.items():
+                    tables[table][entry_name] = PluginEntry(
+                        entry_name, obj, plugin_name, self._distributions.get(plugin_name, ""))
+        return tables
 
     def lookup(self, table: str, name: str) -> Any:
-        """The object registered as ``name`` in ``table``; unknown names list close matches."""
+        """The object registered as ``name`` in ``table``; unknown names list close matches,
+        or name the failed plugin that provided them."""
         entries = self.tables()[table]
         entry = entries.get(name)
         if entry is None:
-            raise not_found(table, name, entries)
+            raise not_found(table, name, entries, failures=self.failures)
         return entry.obj
 
 
-def not_found(table: str, name: str, entries: Iterable[str]) -> PluginNotFoundError:
-    """The error for an unknown ``name``, naming close matches and everything available."""
+def _singular(table: str) -> str:
+    return table[:-1].replace("_", " ")
+
+
+def _entries(plugin: object, plugin_name: str) -> dict[str, dict[str, Any]]:
+    """What ``plugin``'s contribution hooks return, by table and name, checked against the specs."""
+    found: dict[str, dict[str, Any]] = {}
+    for hook_name, (table, key, required) in _TABLES.items():
+        impl = getattr(plugin, hook_name, None)
+        if impl is None:
+            continue
+        try:
+            returned = impl()
+        except Exception as err:
+            raise PluginValidationError(f"plugin {plugin_name!r}: {hook_name}() raised "
+                                        f"{type(err).__name__}: {err}", plugin=plugin) from err
+        if not isinstance(returned, (list, tuple)):
+            raise PluginValidationError(
+                f"plugin {plugin_name!r}: {hook_name}() must return a list, got "
+                f"{type(returned).__name__}", plugin=plugin)
+        named: dict[str, Any] = {}
+        for entry in returned:
+            entry_name = getattr(entry, key, None)
+            if not isinstance(entry_name, str) or not entry_name:
+                raise PluginValidationError(
+                    f"plugin {plugin_name!r}: {hook_name}() entry {entry!r} needs a non-empty "
+                    f"str attribute {key!r}", plugin=plugin)
+            missing = [attr for attr in required if not hasattr(entry, attr)]
+            if missing:
+                raise PluginValidationError(
+                    f"plugin {plugin_name!r}: {_singular(table)} {entry_name!r} "
+                    f"lacks {', '.join(missing)}", plugin=plugin)
+            if entry_name in named:
+                raise PluginValidationError(
+                    f"plugin {plugin_name!r}: {_singular(table)} name {entry_name!r} is already "
+                    f"provided by plugin {plugin_name!r}", plugin=plugin)
+            named[entry_name] = entry
+        found[table] = named
+    return found
+
+
+def _contributions(plugin: object, plugin_name: str) -> dict[str, list[str]]:
+    return {table: list(named) for table, named in _entries(plugin, plugin_name).items()}
+
+
+def _declared_names(plugin: object) -> dict[str, tuple[str, ...]]:
+    """The names a refused plugin meant to provide, as far as its hooks still answer."""
+    names: dict[str, tuple[str, ...]] = {}
+    for hook_name, (table, key, _) in _TABLES.items():
+        impl = getattr(plugin, hook_name, None)
+        try:
+            returned = impl() if impl is not None else ()
+            names[table] = tuple(n for n in (getattr(e, key, None) for e in returned) if isinstance(n, str))
+        except Exception:  # the hook's own failure is already the reported one
+            continue
+    return names
+
+
+def _blame(plugin: object, module: str, err: BaseException) -> tuple[str, int, str]:
+    """File, line and module name of the plugin code to blame for ``err``."""
+    if isinstance(plugin, types.ModuleType):
+        module_name = plugin.__name__
+    elif plugin is not None:
+        module_name = type(plugin).__module__
+    else:
+        module_name = module
+    loaded = sys.modules.get(module_name) if module_name else None
+    filename = getattr(loaded, "__file__", None) or (_module_origin(module_name) if module_name else None)
+    module_name = module_name or "graphopt.plugins"
+    frames = [frame for error in _chain(err) for frame in traceback.walk_tb(error.__traceback__)]
+    if filename is not None:
+        lines = [lineno for frame, lineno in frames if frame.f_code.co_filename == filename]
+        return filename, (lines[-1] if lines else 1), module_name
+    # The module itself could not be found: blame the innermost frame outside the import machinery.
+    for frame, lineno in reversed(frames):
+        name = frame.f_code.co_filename
+        if not name.startswith("<") and not name.startswith(_OWN_DIR):
+            return name, lineno, module_name
+    return f"<entry point {module_name}>", 1, module_name
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the errors it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return chain
+
+
+def _module_origin(module_name: str) -> str | None:
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def not_found(table: str, name: str, entries: Iterable[str], *,
+              failures: Iterable[PluginLoadFailure] = ()) -> PluginNotFoundError:
+    """The error for an unknown ``name``: the failed plugin that provided it, or else close
+    matches, any failed plugin that may provide it, and everything available."""
     available = sorted(entries)
+    failures = list(failures)
+    for failure in failures:
+        if name in failure.provides.get(table, ()):
+            return PluginNotFoundError(
+                f"{_singular(table)} {name!r} comes from {failure.describe()} which failed to load: "
+                f"{failure.reason}", name=name, available=available)
+    unknown = [f for f in failures if not f.provides]
+    hint = ""
+    if unknown:
+        hint = "; it may come from " + ", ".join(
+            f"{f.describe()}, which failed to load ({f.reason})" for f in unknown)
     close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    if close:
+        hint += f"; did you mean {', '.join(repr(c) for c in close)}?"
     return PluginNotFoundError(
-        f"no {table[:-1].replace('_', ' ')} named {name!r}{hint} available: "
+        f"no {_singular(table)} named {name!r}{hint} available: "
         f"{', '.join(available) or 'none'}", name=name, available=available)
 
 

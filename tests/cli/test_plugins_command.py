@@ -46,7 +46,7 @@ def test_lists_each_contribution_with_its_distribution(plugin_manager):
 def test_lists_plugins_that_failed_to_load(plugin_manager):
     plugin_manager.failures.append(
         PluginLoadFailure("broken", "graphopt-broken", ImportError("No module named 'missing'")))
-    assert ["broken", "graphopt-broken", "ImportError: No module named 'missing'"] in rows(render(plugin_manager))
+    assert ["broken", "graphopt-broken", "-", "ImportError: No module named 'missing'"] in rows(render(plugin_manager))
 
 
 def test_no_failures_no_failure_table(plugin_manager):
