@@ -14,7 +14,7 @@ from graphopt.llm import structured
 from graphopt.llm.cache import ReplyCache
 from graphopt.llm.config import LLMSettings
 from graphopt.llm.keys import cache_key
-from graphopt.llm.ledger import Budget, Ledger, reserve_all
+from graphopt.llm.ledger import Hold, Ledger, active_budgets, reserve_all, token_room
 from graphopt.llm.protocol import Backend, Message
 from graphopt.llm.reply import Reply
 from graphopt.llm.retry import acall_with_retries, call_with_retries
@@ -105,11 +105,41 @@ class Client:
             self.ledger.record(reply, tag)
         return reply
 
-    def _finish(self, key: str | None, reply: Reply, started: float, budgets: tuple[Budget, ...],
+    def _prompt_bound(self, messages: list[Message]) -> int:
+        """The most tokens ``messages`` can take: the backend's count, else their UTF-8 bytes
+        (a byte-level tokenizer spends at least one byte a token) plus room for the template."""
+        count = getattr(self.backend, "count_tokens", None)
+        if callable(count):
+            return int(count(messages))
+        return sum(len(str(m.get("content", "")).encode("utf-8")) + 8 for m in messages) + 16
+
+    def _reserve(self, messages: list[Message], params: dict[str, Any], key: str | None
+                 ) -> tuple[Hold, dict[str, Any], str | None]:
+        """Reserve the call's most tokens and cost in every active budget before sending.
+
+        A request without ``max_tokens`` under a token limit is capped to the room left (and,
+        being cut by the budget rather than by its own settings, not cached).
+        """
+        budgets = active_budgets()
+        if not budgets:
+            return Hold((), 0, 0.0), params, key
+        prompt = self._prompt_bound(messages)
+        cap = params.get("max_tokens") or params.get("max_completion_tokens")
+        if cap is None:
+            room = token_room()
+            if room is not None and room > prompt:
+                cap = room - prompt
+                params = {**params, "max_tokens": cap}
+                key = None
+        tokens = prompt + max(int(cap or 0), 1)
+        estimate = getattr(self.backend, "estimate_cost", None)
+        usd = float(estimate(prompt, int(cap or 0)) or 0.0) if callable(estimate) else 0.0
+        return reserve_all(self.model, tokens=tokens, usd=usd), params, key
+
+    def _finish(self, key: str | None, reply: Reply, started: float, hold: Hold,
                 tag: str | None) -> Reply:
         reply = reply.model_copy(update={"latency": time.perf_counter() - started, "cached": False})
-        for limits in budgets:
-            limits.settle(reply)
+        hold.settle(reply)
         if key is not None and self.cache is not None:
             self.cache.set(key, reply)
         self.ledger.record(reply, tag)
@@ -126,16 +156,16 @@ class Client:
         messages, params, tag, key, hit = self._prepare(messages, params, tag, rollout_id, cache)
         if hit is not None:
             return hit
-        budgets = reserve_all(self.model)
+        hold, params, key = self._reserve(messages, params, key)
         started = time.perf_counter()
         try:
             reply = call_with_retries(lambda: self.backend.complete(messages, **params),
                                       model=self.model, retries=self.settings.retries,
                                       backoff=self.settings.backoff)
         except BaseException:
-            _release(budgets)
+            hold.release()
             raise
-        return self._finish(key, reply, started, budgets, tag)
+        return self._finish(key, reply, started, hold, tag)
 
     async def acomplete(self, messages: Messages, *, tag: str | None = None,
                         rollout_id: str | int | None = None, cache: bool | None = None,
@@ -144,16 +174,16 @@ class Client:
         messages, params, tag, key, hit = self._prepare(messages, params, tag, rollout_id, cache)
         if hit is not None:
             return hit
-        budgets = reserve_all(self.model)
+        hold, params, key = self._reserve(messages, params, key)
         started = time.perf_counter()
         try:
             reply = await acall_with_retries(lambda: self.backend.acomplete(messages, **params),
                                              model=self.model, retries=self.settings.retries,
                                              backoff=self.settings.backoff)
         except BaseException:
-            _release(budgets)
+            hold.release()
             raise
-        return self._finish(key, reply, started, budgets, tag)
+        return self._finish(key, reply, started, hold, tag)
 
     # -- many requests ------------------------------------------------------------------------
     def batch(self, requests: Iterable[Messages], *, concurrency: int | None = None,
@@ -189,8 +219,3 @@ class Client:
         """The async twin of ``complete_json``."""
         return await structured.acomplete_json(self, normalize_messages(messages), schema, **params)
 
-
-def _release(budgets: tuple[Budget, ...]) -> None:
-    """Give back the places a failed call held in each budget."""
-    for limits in budgets:
-        limits.release()

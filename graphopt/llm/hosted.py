@@ -39,6 +39,15 @@ class LiteLLMBackend:
         except Exception:  # an unknown model: fall back to extraction from text
             return False
 
+    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for that many tokens by litellm's price map (0 for a model it does not price)."""
+        try:
+            prompt, completion = self.litellm.cost_per_token(
+                model=self.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        except Exception:  # an unknown model: its replies are costed 0 too
+            return 0.0
+        return float(prompt or 0.0) + float(completion or 0.0)
+
     def _request(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
         # graphopt retries itself, so litellm's own retries would multiply the attempts.
         return {"model": self.model, "messages": messages, "timeout": self.settings.timeout,

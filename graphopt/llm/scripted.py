@@ -47,9 +47,13 @@ class ScriptedBackend:
         if isinstance(result, Reply):
             return result
         text = str(result)
-        prompt = sum(len(str(m.get("content", ""))) for m in messages)
         return Reply(text=text, model=self.model,
-                     usage=Usage(prompt_tokens=-(-prompt // 4), completion_tokens=-(-len(text) // 4)))
+                     usage=Usage(prompt_tokens=self.count_tokens(messages),
+                                 completion_tokens=-(-len(text) // 4)))
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """The prompt tokens a reply reports: a quarter of the characters, rounded up."""
+        return -(-sum(len(str(m.get("content", ""))) for m in messages) // 4)
 
     def complete(self, messages: list[Message], **params: Any) -> Reply:
         return self._answer(messages, params)

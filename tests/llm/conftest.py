@@ -45,6 +45,10 @@ class ScriptedBackend:
         return Reply(text=text, model=self.model, cost=0.001,
                      usage=Usage(prompt_tokens=10, completion_tokens=len(text.split())))
 
+    def count_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """Every reply reports 10 prompt tokens, so a budget reserves exactly that."""
+        return 10
+
     def _enter(self) -> None:
         with self._lock:
             self.in_flight += 1

@@ -50,6 +50,14 @@ class LocalBackend:
                      cost=0.0, latency=time.perf_counter() - started,
                      finish_reason=generated.finish_reason)
 
+    def count_tokens(self, messages: list[Message]) -> int:
+        """The prompt's tokens as the model will see them (chat template included)."""
+        return self.engine.count_tokens(messages)
+
+    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The embedded model is free."""
+        return 0.0
+
     def complete(self, messages: list[Message], **params: Any) -> Reply:
         started = time.perf_counter()
         return self._reply(self.engine.generate(messages, **params), started)

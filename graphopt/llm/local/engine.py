@@ -121,6 +121,11 @@ class Engine:
         """One reply, waiting for it (batched with whatever else is queued)."""
         return self.submit(messages, **params).result()
 
+    def count_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """Tokens of ``messages`` after the chat template, as ``generate`` will see them."""
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
     def stream(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[str]:
         """Text pieces of one reply as they are generated."""
         from transformers import TextIteratorStreamer
