@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 import optuna
 import torch
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from graphopt.errors import OptimizerStepError, ParamValidationError
 from graphopt.feedback.feedback import Feedback
@@ -21,6 +21,7 @@ from graphopt.optim.objective import distinct_feedback, mean_score
 from graphopt.optim.optimizer import Optimizer, ParamsArg
 from graphopt.plugins.manager import PluginManager
 from graphopt_optuna.distributions import distribution, from_optuna, space_of, to_optuna
+from graphopt_optuna.random_state import check_random_states, random_states, set_random_states
 from graphopt_optuna.samplers import FixedValues, make_pruner, make_sampler, sampler_class
 from graphopt_optuna.storage import open_storage, trial_from_json, trial_to_json
 
@@ -60,6 +61,7 @@ class OptunaOptimizer(Optimizer):
         self.objectives = objectives
         self.spaces = {self.param_names[p]: space_of(p) for p in self.params}
         self.distributions = {name: distribution(space) for name, space in self.spaces.items()}
+        self._finished_json: dict[int, dict[str, Any]] = {}
         self.study = self._create_study()
         self._trial: optuna.Trial | None = None
         self._pruned = False
@@ -175,17 +177,17 @@ class OptunaOptimizer(Optimizer):
         return self._trial
 
     def _ask(self, fixed: dict[str, Any] | None) -> optuna.Trial:
-        # A sampler seeded by (seed, trial count) before each ask makes the next values a function
-        # of the study's trials alone, so a study restored from state_dict() continues identically.
-        count = len(self.study.get_trials(deepcopy=False))
-        seed = (self.config["seed"] * 1_000_003 + count) % 2**32
-        sampler = make_sampler(self.config["sampler"], self.config["sampler_options"], seed)
-        self.study.sampler = FixedValues(fixed, sampler) if fixed is not None else sampler
+        # The sampler is built once (seeded) and kept, as with raw Optuna: its random state
+        # travels in state_dict(), so a restored study continues identically.
+        if fixed is not None:
+            self.study.sampler = FixedValues(fixed, self.sampler)
         try:
             trial = self.study.ask(self.distributions)
         except ValueError as err:
             raise OptimizerStepError(f"optimizer 'optuna': study {self.study.study_name!r} refused "
                                      f"the params' spaces: {err}", optimizer=self) from err
+        finally:
+            self.study.sampler = self.sampler
         self._pruned = False
         self._next_example = 0
         return trial
@@ -203,10 +205,11 @@ class OptunaOptimizer(Optimizer):
 
     def _create_study(self, trials: list[dict[str, Any]] | None = None) -> optuna.Study:
         pruner = self.config["pruner"]
+        self.sampler: optuna.samplers.BaseSampler = make_sampler(self.config["sampler"], self.config["sampler_options"],
+                                    self.config["seed"])
         study = optuna.create_study(
             storage=open_storage(self.config["storage"]), study_name=self.config["study_name"],
-            directions=list(self.objectives.values()), load_if_exists=True,
-            sampler=make_sampler(self.config["sampler"], self.config["sampler_options"], self.config["seed"]),
+            directions=list(self.objectives.values()), load_if_exists=True, sampler=self.sampler,
             pruner=make_pruner(pruner, self.config["pruner_options"]) if pruner is not None else None)
         directions = [d.name.lower() for d in study.directions]
         if directions != list(self.objectives.values()):
@@ -218,23 +221,45 @@ class OptunaOptimizer(Optimizer):
 
     # -- state --------------------------------------------------------------------------------
     def extra_state_dict(self) -> dict[str, Any]:
-        """Config, the open trial and, for an in-memory study only, every trial."""
+        """Config, the sampler's random state, the open trial and, for an in-memory study only,
+        every trial."""
         in_memory = self.config["storage"] is None
         return {
             "config": self.config,
+            "random_states": random_states(self.sampler),
             "trial": self._trial.number if self._trial is not None else None,
             "pruned": self._pruned,
             "next_example": self._next_example,
-            "trials": [trial_to_json(t) for t in self.study.get_trials(deepcopy=False)] if in_memory else None,
+            "trials": [self._trial_to_json(t) for t in self.study.get_trials(deepcopy=False)]
+            if in_memory else None,
         }
 
-    def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+    def _trial_to_json(self, trial: FrozenTrial) -> dict[str, Any]:
+        # A finished trial never changes: written once, not at every checkpoint.
+        if not trial.state.is_finished():
+            return trial_to_json(trial)
+        written = self._finished_json.get(trial.number)
+        if written is None:
+            written = self._finished_json[trial.number] = trial_to_json(trial)
+        return written
+
+    def check_extra_state_dict(self, data: Mapping[str, Any]) -> None:
         for key, value in data["config"].items():
             if self.config.get(key) != value:
                 raise ParamValidationError(f"optimizer 'optuna': state dict has {key}={value!r}, this "
                                            f"optimizer {key}={self.config.get(key)!r}")
+        try:
+            check_random_states(self.sampler, data.get("random_states", {}))
+        except ValueError as err:
+            raise ParamValidationError(f"optimizer 'optuna': state dict does not fit sampler "
+                                       f"{self.config['sampler']!r}: {err}") from err
+
+    def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
         if data["trials"] is not None:
+            self._finished_json = {}
             self.study = self._create_study(trials=data["trials"])
+        # A sampler rebuilt from its options, then given the saved random state.
+        set_random_states(self.sampler, data.get("random_states", {}))
         self._trial = None
         if data["trial"] is not None:
             frozen = next((t for t in self.study.get_trials(deepcopy=False) if t.number == data["trial"]), None)
