@@ -16,6 +16,7 @@ from graphopt.llm.config import LLMSettings
 from graphopt.llm.keys import cache_key
 from graphopt.llm.ledger import Hold, Ledger, active_budgets, reserve_all, token_room
 from graphopt.llm.protocol import Backend, Message
+from graphopt.llm.redact import backend_secrets, mask_known
 from graphopt.llm.reply import Reply
 from graphopt.llm.retry import acall_with_retries, call_with_retries
 
@@ -141,7 +142,9 @@ class Client:
         reply = reply.model_copy(update={"latency": time.perf_counter() - started, "cached": False})
         hold.settle(reply)
         if key is not None and self.cache is not None:
-            self.cache.set(key, reply)
+            # A key the model echoed must not reach the disk.
+            text = mask_known(reply.text, backend_secrets(self.backend))
+            self.cache.set(key, reply if text == reply.text else reply.model_copy(update={"text": text}))
         self.ledger.record(reply, tag)
         return reply
 
@@ -161,7 +164,8 @@ class Client:
         try:
             reply = call_with_retries(lambda: self.backend.complete(messages, **params),
                                       model=self.model, retries=self.settings.retries,
-                                      backoff=self.settings.backoff)
+                                      backoff=self.settings.backoff,
+                                      secrets=backend_secrets(self.backend))
         except BaseException:
             hold.release()
             raise
@@ -179,7 +183,8 @@ class Client:
         try:
             reply = await acall_with_retries(lambda: self.backend.acomplete(messages, **params),
                                              model=self.model, retries=self.settings.retries,
-                                             backoff=self.settings.backoff)
+                                             backoff=self.settings.backoff,
+                                             secrets=backend_secrets(self.backend))
         except BaseException:
             hold.release()
             raise

@@ -63,7 +63,7 @@ def test_exhausted_retries_raise_llm_error_naming_model_and_cause(
 
 def test_permanent_failure_is_not_retried(make_client: Callable[..., Client], scripted: Any) -> None:
     scripted.handler = failing(1, Status(401))
-    with pytest.raises(LLMError, match="failed after 1 attempt: Status: HTTP 401"):
+    with pytest.raises(LLMError, match="refused the credentials \\(401\\), not retried: Status: HTTP 401"):
         make_client(retries=5).complete("hi")
     assert len(scripted.created[0].calls) == 1
 
