@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from graphopt.errors import TraceError
 from graphopt.feedback.feedback import ErrorInfo, Feedback
+from graphopt.graph.kinds import is_tensor
 from graphopt.graph.node import Error, Node
 from graphopt.graph.walk import minimal_subgraph
 from graphopt.plugins.manager import PluginManager, get_plugin_manager
+
+if TYPE_CHECKING:
+    import torch
 
 
 def backward(output: Node, feedback: Any = None, *, propagator: str = "default",
@@ -47,6 +49,6 @@ def _resolve(output: Node, feedback: Any) -> Feedback:
 
 
 def _scalar_with_grad(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.requires_grad:
+    if is_tensor(value) and value.requires_grad and value.numel() == 1:
         return value
     return None

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from graphopt.graph.kinds import is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ErrorInfo(BaseModel):
@@ -45,7 +49,7 @@ class Feedback(BaseModel):
     def _check_loss(cls, loss: Any) -> Any:
         if loss is None:
             return None
-        if not isinstance(loss, torch.Tensor):
+        if not is_tensor(loss):
             raise ValueError(f"loss must be a torch.Tensor, got {type(loss).__name__}")
         if loss.numel() != 1:
             raise ValueError(f"loss must be a scalar tensor, got shape {tuple(loss.shape)}")
@@ -69,7 +73,7 @@ class Feedback(BaseModel):
             return cls(score=float(value))
         if isinstance(value, (int, float)):
             return cls(score=float(value))
-        if isinstance(value, torch.Tensor):
+        if is_tensor(value):
             return cls(loss=value)
         if isinstance(value, BaseException):
             return cls(error=ErrorInfo.from_exception(value))

@@ -7,11 +7,14 @@ Optimizers declare the kind names they accept (``"text"``, ``"code"``, ``"int"``
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import math
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from graphopt.graph.space import Choice, Float, Int, Space
 
@@ -134,9 +137,9 @@ class TensorKind(ParamKind):
         return "tensor"
 
     def validate(self, value: Any, current: Any) -> torch.Tensor:
-        if not isinstance(value, torch.Tensor):
+        if not is_tensor(value):
             raise ValueError(f"expects a torch.Tensor, got {type(value).__name__}")
-        if isinstance(current, torch.Tensor):
+        if is_tensor(current):
             if value.shape != current.shape or value.dtype != current.dtype:
                 raise ValueError(f"expects a tensor of shape {tuple(current.shape)} and dtype "
                                  f"{current.dtype}, got shape {tuple(value.shape)}, dtype {value.dtype}")
@@ -147,6 +150,7 @@ class TensorKind(ParamKind):
                 "data": value.detach().cpu().tolist()}
 
     def from_json(self, data: Any) -> torch.Tensor:
+        torch = importlib.import_module("torch")
         return torch.tensor(data["data"], dtype=getattr(torch, data["dtype"])).reshape(data["shape"])
 
 
@@ -163,6 +167,13 @@ class ObjectKind(ParamKind):
         return value
 
 
+def is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch: a tensor exists only once
+    something imported it, so ``import graphopt`` stays light."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 TEXT = TextKind()
 TENSOR = TensorKind()
 OBJECT = ObjectKind()
@@ -176,7 +187,7 @@ def infer_kind(value: Any, space: Space | None) -> ParamKind:
         if not isinstance(space, Space):
             raise ValueError(f"space must be Int, Float or Choice, got {space!r}")
         return SpaceKind(space)
-    if isinstance(value, torch.Tensor):
+    if is_tensor(value):
         return TENSOR
     if isinstance(value, str):
         return TEXT

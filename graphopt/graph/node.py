@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import itertools
 import operator
+import sys
 import traceback as traceback_module
 from typing import Any, Callable, Iterator
-
-import torch
 
 import graphopt  # attribute access at call time only: Node.backward delegates to graphopt.feedback
 from graphopt.errors import BudgetExceeded, ParamValidationError
@@ -175,7 +174,7 @@ class Param(Node):
         """Validate, then set ``value``; tensors are copied in place so references stay valid."""
         value = self.validate(value)
         if self.kind.name == "tensor" and value is not self.value:
-            with torch.no_grad():
+            with sys.modules["torch"].no_grad():  # a tensor exists, so torch is loaded
                 self.value.copy_(value)
         else:
             self.value = value

@@ -7,11 +7,19 @@
 from __future__ import annotations
 
 import builtins
-from typing import Any, Iterable, Sized
-
-import torch
+import importlib
+from typing import TYPE_CHECKING, Any, Iterable, Sized
 
 from graphopt.graph.op import op
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _functional() -> Any:
+    # torch is imported by whoever made the tensors; looked up at call time so that
+    # ``import graphopt`` does not load it.
+    return importlib.import_module("torch.nn.functional")
 
 
 def _length(value: Sized) -> int:
@@ -36,12 +44,12 @@ def _join(separator: builtins.str, items: Iterable[Any]) -> builtins.str:
 
 def _mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error between `prediction` and `target`."""
-    return torch.nn.functional.mse_loss(prediction, target)
+    return _functional().mse_loss(prediction, target)
 
 
 def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of `logits` against class indices `target`."""
-    return torch.nn.functional.cross_entropy(logits, target)
+    return _functional().cross_entropy(logits, target)
 
 
 len = op(name="len")(_length)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
-from safetensors.torch import load_file
-from safetensors.torch import save as save_tensors
-
 from graphopt.errors import ParamValidationError
+from graphopt.graph.kinds import is_tensor
 from graphopt.graph.node import Param
 
 FORMAT = "graphopt.params/1"
@@ -59,7 +57,7 @@ def check_values(params: Mapping[str, Param], values: Mapping[str, Any], *, stri
         if target is None:
             continue
         try:
-            decoded = value if isinstance(value, torch.Tensor) else target.kind.from_json(value)
+            decoded = value if is_tensor(value) else target.kind.from_json(value)
             checked[name] = target.validate(decoded)
         except (ParamValidationError, ValueError, TypeError, KeyError) as err:
             problems.append(f"{name}: {err}")
@@ -80,7 +78,8 @@ def save_params(path: str | os.PathLike[str], params: Mapping[str, Param]) -> No
             entry["value"] = target.to_json()
         entries[name] = entry
     if tensors:
-        atomic_write_bytes(f"{os.fspath(path)}.safetensors", save_tensors(tensors))
+        safetensors = importlib.import_module("safetensors.torch")  # only when there are tensors
+        atomic_write_bytes(f"{os.fspath(path)}.safetensors", safetensors.save(tensors))
     atomic_write_json(path, {"format": FORMAT, "params": entries})
 
 
@@ -92,5 +91,7 @@ def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
                                    f"(format {data.get('format')!r}, expected {FORMAT!r})")
     entries: dict[str, Any] = data["params"]
     tensor_file = Path(f"{os.fspath(path)}.safetensors")
-    tensors = load_file(tensor_file) if any("tensor" in e for e in entries.values()) else {}
+    tensors: dict[str, Any] = {}
+    if any("tensor" in e for e in entries.values()):
+        tensors = importlib.import_module("safetensors.torch").load_file(tensor_file)
     return {name: tensors[e["tensor"]] if "tensor" in e else e["value"] for name, e in entries.items()}
