@@ -6,10 +6,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from graphopt.cli import cache, demo, run, show
+from graphopt.cli import cache, demo, run, serve, show
+from graphopt.cli.errors import CliState, GraphoptGroup
 from graphopt.plugins.manager import PluginManager, get_plugin_manager
 
-app = typer.Typer(name="graphopt", no_args_is_help=True, add_completion=False,
+app = typer.Typer(name="graphopt", cls=GraphoptGroup, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
                   help="Optimize AI workflows the way PyTorch optimizes neural networks.")
 
 
@@ -17,12 +19,15 @@ app.command()(demo.demo)
 app.command()(run.run)
 app.command()(run.resume)
 app.command()(show.show)
+app.command("serve-local")(serve.serve_local)
 app.add_typer(cache.app, name="cache")
 
 
 @app.callback()
-def root() -> None:
+def root(ctx: typer.Context,
+         debug: bool = typer.Option(False, "--debug", help="print the traceback of a failure")) -> None:
     """Optimize AI workflows the way PyTorch optimizes neural networks."""
+    ctx.ensure_object(CliState).debug = debug
 
 
 @app.command()

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import shlex
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from graphopt.cli.runconfig import RunConfig, build_trainer, make_config, read_config_file
-from graphopt.errors import GraphoptError
+from graphopt.errors import CheckpointError
 from graphopt.train.checkpoint import Checkpoint
 from graphopt.train.result import TrainResult
+from graphopt.train.trainer import Trainer
 
 
 def run(workflow: Optional[str] = typer.Argument(None, help="path/to/file.py:name of the workflow"),
@@ -30,37 +37,88 @@ def run(workflow: Optional[str] = typer.Argument(None, help="path/to/file.py:nam
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
     """Optimize a workflow's parameters over a dataset; options override the --config file."""
     settings: dict[str, Any] = read_config_file(config) if config is not None else {}
+    origin = {key: f"config {str(config)!r}" for key in settings}
     given = {"workflow": workflow, "data": data, "val": val, "model": model, "metric": metric,
              "epochs": epochs, "batch_size": batch_size, "seed": seed, "concurrency": concurrency,
              "patience": patience, "max_calls": max_calls, "max_usd": max_usd,
              "checkpoint": checkpoint, "history": history, "optimizers": optimizer or None}
-    settings.update({k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
+    for key, value in given.items():
+        if value is not None:
+            settings[key] = str(value) if isinstance(value, Path) else value
+            origin[key] = "argument WORKFLOW" if key == "workflow" else \
+                f"option --{'optimizer' if key == 'optimizers' else key.replace('_', '-')}"
     settings.setdefault("checkpoint", "graphopt-run.ckpt.json")
-    console = Console()
-    try:
-        trainer = build_trainer(make_config(settings), quiet=quiet)
-        result = trainer.fit()
-    except (GraphoptError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
-    report(result, console)
+    run_config = make_config(settings, origin=origin)
+    trainer = build_trainer(run_config, quiet=quiet)
+    report(fit(trainer, run_config.checkpoint), Console())
 
 
 def resume(checkpoint: Path = typer.Argument(..., help="a checkpoint written by 'graphopt run'"),
            quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
     """Continue a run from its checkpoint, exactly where it stopped."""
-    console = Console()
+    saved = Checkpoint.load(checkpoint)
+    if saved.config is None:
+        raise ValueError(f"checkpoint {str(checkpoint)!r} was written by the Python API; resume it "
+                         f"with go.optimize(..., resume=path)")
     try:
-        saved = Checkpoint.load(checkpoint)
-        if saved.config is None:
-            raise ValueError(f"checkpoint {str(checkpoint)!r} was written by the Python API; resume it "
-                             f"with go.optimize(..., resume=path)")
         config = RunConfig.model_validate(saved.config).model_copy(update={"checkpoint": str(checkpoint)})
-        result = build_trainer(config, resume=checkpoint, quiet=quiet).fit()
-    except (GraphoptError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
-    report(result, console)
+    except ValidationError as err:
+        raise CheckpointError(f"checkpoint {str(checkpoint)!r}: its run settings are not valid: "
+                              f"{err.errors()[0]['msg']} at {err.errors()[0]['loc']}",
+                              path=str(checkpoint)) from err
+    report(fit(build_trainer(config, resume=checkpoint, quiet=quiet), config.checkpoint), Console())
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[list[int]]:
+    """SIGTERM, like SIGINT, raises ``KeyboardInterrupt`` in the main thread; yields the signals seen.
+
+    The trainer then stops between writes: its checkpoint is always the last complete step.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def fit(trainer: Trainer, checkpoint: str | None) -> TrainResult:
+    """``trainer.fit()``; on SIGINT/SIGTERM, say where it stopped and how to resume, then exit."""
+    with signals_interrupt() as received:
+        try:
+            result = trainer.fit()
+        except KeyboardInterrupt:
+            if not received:  # raised without our handler (a thread that is not the main one)
+                received.append(signal.SIGINT)
+            result = None
+    if not received:
+        return result  # type: ignore[return-value]
+    typer.echo(interrupted_message(checkpoint), err=True)
+    raise typer.Exit(128 + received[-1])
+
+
+def interrupted_message(checkpoint: str | None) -> str:
+    """``interrupted at step N; resume with: graphopt resume PATH``, from the checkpoint on disk."""
+    path = Path(checkpoint) if checkpoint else None
+    if path is None or not path.is_file():
+        return "interrupted before the first checkpoint was written; nothing to resume"
+    try:
+        saved = Checkpoint.load(path)
+    except CheckpointError as err:
+        return f"interrupted; the checkpoint cannot be resumed: {err}"
+    if saved.finished is not None:
+        return f"interrupted after the run {saved.finished} at step {saved.position.step}; checkpoint: {path}"
+    return f"interrupted at step {saved.position.step}; resume with: graphopt resume {shlex.quote(str(path))}"
 
 
 def report(result: TrainResult, console: Console) -> None:
@@ -73,4 +131,4 @@ def report(result: TrainResult, console: Console) -> None:
     console.print(f"usage: {result.usage.calls} model calls, {result.usage.cached_calls} cached, "
                   f"{result.usage.tokens} tokens, ${result.usage.cost:.4f}")
     if result.checkpoint:
-        console.print(f"checkpoint: {result.checkpoint}")
+        console.print(f"checkpoint: {escape(result.checkpoint)}")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from graphopt.errors import CheckpointError
 from graphopt.train.checkpoint import Checkpoint
 
 
@@ -16,25 +16,22 @@ def show(checkpoint: Path = typer.Argument(..., help="a checkpoint file"),
          values: bool = typer.Option(False, "--values", help="also print the best values")) -> None:
     """Print one row per step: scores, usage and what each optimizer changed."""
     console = Console()
-    try:
-        saved = Checkpoint.load(checkpoint)
-    except CheckpointError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
+    saved = Checkpoint.load(checkpoint)
     console.print(history_table(saved))
     state = saved.finished or "in progress (resumable)"
     best = "-" if saved.best is None else f"{saved.best.score:.3f} at step {saved.best.step}"
     console.print(f"status: {state}; best validation score: {best}")
     if values and saved.best is not None:
         for name, value in saved.best.values.items():
-            console.print(f"[bold]{name}[/bold]: {value!r}")
+            # Values are the user's text: brackets in a prompt are not rich markup.
+            console.print(f"[bold]{escape(name)}[/bold]: {escape(repr(value))}", soft_wrap=True)
 
 
 def history_table(saved: Checkpoint) -> Table:
     """The history of ``saved`` as a rich table."""
     table = Table(title="graphopt history")
     for column in ("step", "epoch", "train", "val", "best", "calls", "tokens", "cost", "changed"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
 
     def number(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
@@ -44,5 +41,5 @@ def history_table(saved: Checkpoint) -> Table:
                             for o in record.optimizers)
         table.add_row(str(record.step), str(record.epoch), number(record.train_score),
                       number(record.val_score), number(record.best_score), str(record.usage.calls),
-                      str(record.usage.tokens), f"{record.usage.cost:.4f}", changed or "-")
+                      str(record.usage.tokens), f"{record.usage.cost:.4f}", escape(changed) or "-")
     return table

@@ -13,6 +13,7 @@ import types
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
@@ -141,11 +142,11 @@ class PluginManager(pluggy.PluginManager):
             dist = ep.dist.name if ep.dist is not None else ""
             value = getattr(ep, "value", "")
             count += self._load(ep.name, ep.load, dist, entry_point=f"{ep.name} = {value}" if value else "",
-                                module=value.partition(":")[0].strip())
+                                module=value.partition(":")[0].strip(), declared_in=_entry_points_file(ep))
         return count
 
     def _load(self, name: str, load: Callable[[], object], distribution: str, *,
-              entry_point: str = "", module: str = "") -> bool:
+              entry_point: str = "", module: str = "", declared_in: tuple[str, int] | None = None) -> bool:
         plugin: object = None
         try:
             plugin = load()
@@ -153,7 +154,8 @@ class PluginManager(pluggy.PluginManager):
         except Exception as err:  # a broken plugin must not take the others down
             self._entry_points[name] = entry_point
             self._fail(name, plugin, err, distribution=distribution, module=module,
-                       provides=_declared_names(plugin) if plugin is not None else {})
+                       provides=_declared_names(plugin) if plugin is not None else {},
+                       declared_in=declared_in)
             return False
         self._entry_points[name] = entry_point
         return True
@@ -166,12 +168,13 @@ class PluginManager(pluggy.PluginManager):
         self._fail(plugin_name, plugin, err, distribution=distribution, provides=provides)
 
     def _fail(self, name: str, plugin: object, err: Exception, *, distribution: str,
-              module: str = "", provides: Mapping[str, tuple[str, ...]]) -> None:
+              module: str = "", provides: Mapping[str, tuple[str, ...]],
+              declared_in: tuple[str, int] | None = None) -> None:
         failure = PluginLoadFailure(name, distribution, err, self._entry_points.get(name, ""),
                                     dict(provides))
         self.failures.append(failure)
         where = f", entry point '{failure.entry_point}'" if failure.entry_point else ""
-        filename, lineno, module_name = _blame(plugin, module, err)
+        filename, lineno, module_name = _blame(plugin, module, err, declared_in)
         # Point the warning at the plugin's own code, not at this module: that is what to fix.
         warnings.warn_explicit(
             f"graphopt plugin {name!r} ({distribution or 'no distribution'}{where}) failed to load "
@@ -291,8 +294,10 @@ def _declared_names(plugin: object) -> dict[str, tuple[str, ...]]:
     return names
 
 
-def _blame(plugin: object, module: str, err: BaseException) -> tuple[str, int, str]:
-    """File, line and module name of the plugin code to blame for ``err``."""
+def _blame(plugin: object, module: str, err: BaseException,
+           declared_in: tuple[str, int] | None = None) -> tuple[str, int, str]:
+    """File, line and module name of the plugin code to blame for ``err``: the plugin's module,
+    else the entry point's line in its distribution's ``entry_points.txt``."""
     if isinstance(plugin, types.ModuleType):
         module_name = plugin.__name__
     elif plugin is not None:
@@ -306,12 +311,28 @@ def _blame(plugin: object, module: str, err: BaseException) -> tuple[str, int, s
     if filename is not None:
         lines = [lineno for frame, lineno in frames if frame.f_code.co_filename == filename]
         return filename, (lines[-1] if lines else 1), module_name
-    # The module itself could not be found: blame the innermost frame outside the import machinery.
-    for frame, lineno in reversed(frames):
+    if declared_in is not None:  # the module itself could not be found: blame its declaration
+        return declared_in[0], declared_in[1], module_name
+    for frame, lineno in reversed(frames):  # else the innermost frame outside the import machinery
         name = frame.f_code.co_filename
-        if not name.startswith("<") and not name.startswith(_OWN_DIR):
+        if not name.startswith(("<", _OWN_DIR, _IMPORTLIB_DIR)):
             return name, lineno, module_name
     return f"<entry point {module_name}>", 1, module_name
+
+
+def _entry_points_file(ep: Any) -> tuple[str, int] | None:
+    """The ``entry_points.txt`` declaring ``ep`` and the line of its declaration, when found."""
+    dist = getattr(ep, "dist", None)
+    try:
+        files = [f for f in (dist.files or []) if f.name == "entry_points.txt"] if dist is not None else []
+        path = str(dist.locate_file(files[0])) if files else None
+        lines = Path(path).read_text(encoding="utf-8").splitlines() if path else []
+    except (OSError, AttributeError, UnicodeDecodeError):
+        return None
+    if path is None:
+        return None
+    found = [i for i, line in enumerate(lines, 1) if line.partition("=")[0].strip() == ep.name]
+    return path, (found[0] if found else 1)
 
 
 def _chain(err: BaseException) -> list[BaseException]:
@@ -332,6 +353,7 @@ def _module_origin(module_name: str) -> str | None:
 
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+_IMPORTLIB_DIR = os.path.dirname(os.path.abspath(importlib.__file__))
 
 
 def not_found(table: str, name: str, entries: Iterable[str], *,

@@ -106,14 +106,14 @@ def test_show_prints_the_history_table(project):
 def test_show_names_a_file_that_is_not_a_checkpoint(project):
     (project / "bad.json").write_text("{}")
     done = invoke("show", str(project / "bad.json"))
-    assert done.exit_code == 1
+    assert done.exit_code == 2
     assert "expected a graphopt.checkpoint/1 file" in done.output
 
 
 def test_run_with_an_unknown_optimizer_fails_cleanly(project):
     done = invoke("run", f"{project / 'flow.py'}:flow", "--data", str(project / "train.jsonl"),
                   "--optimizer", "randum", "-q", "--checkpoint", str(project / "c"))
-    assert done.exit_code == 1
+    assert done.exit_code == 2
     assert "did you mean 'random'" in done.output
 
 

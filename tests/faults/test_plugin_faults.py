@@ -198,3 +198,16 @@ def test_plugins_command_lists_the_failure_and_exits_1(site):
     # one warning, located in the plugin's own file
     assert done.stderr.count("failed to load and is disabled") == 1
     assert f"{site / 'bad_plugin.py'}:" in done.stderr
+
+
+def test_missing_module_warning_points_at_the_entry_point_declaration(site):
+    info = site / "graphopt_ghost-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: graphopt-ghost\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[graphopt]\n# a plugin that was never installed\nghost = graphopt_ghost_module\n")
+    (info / "RECORD").write_text("graphopt_ghost-1.0.dist-info/entry_points.txt,,\n")
+    manager, caught = fresh_manager()
+    (failure,) = [f for f in manager.failures if f.name == "ghost"]
+    assert isinstance(failure.error, ModuleNotFoundError)
+    (warning,) = [w for w in caught if "'ghost'" in str(w.message)]
+    assert Path(warning.filename) == info / "entry_points.txt" and warning.lineno == 3
