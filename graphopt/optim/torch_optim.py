@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Any, Callable, Mapping
 
 import torch
 
-from graphopt.errors import ParamValidationError
+from graphopt.errors import OptimizerStepError, ParamValidationError
 from graphopt.graph.node import Param
 from graphopt.optim import tensor_state
 from graphopt.optim.optimizer import Optimizer, ParamsArg
@@ -18,6 +19,20 @@ def _algorithms() -> dict[str, type[torch.optim.Optimizer]]:
     return {name: cls for name, cls in vars(torch.optim).items()
             if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
             and cls is not torch.optim.Optimizer}
+
+
+def _check_option_types(algorithm: str, cls: type, options: Mapping[str, Any]) -> None:
+    """Numbers where torch's default is a number, booleans where it is a boolean: torch itself
+    accepts ``lr="fast"`` and fails only at the first step."""
+    defaults = inspect.signature(cls).parameters
+    for key, value in options.items():
+        default = defaults[key].default if key in defaults else None
+        number = isinstance(value, (int, float, torch.Tensor)) and not isinstance(value, bool)
+        if (isinstance(default, bool) and not isinstance(value, bool)) or \
+                (isinstance(default, (int, float)) and not isinstance(default, bool) and not number):
+            expected = "a bool" if isinstance(default, bool) else "a number"
+            raise ValueError(f"optimizer 'torch' ({algorithm}): option {key!r} expects {expected}, "
+                             f"got {value!r}")
 
 
 class TorchOptimizer(Optimizer):
@@ -39,6 +54,7 @@ class TorchOptimizer(Optimizer):
             raise ValueError(f"optimizer 'torch': no torch.optim algorithm {algorithm!r}{hint} "
                              f"available: {', '.join(sorted(algorithms))}")
         self.algorithm = algorithm
+        _check_option_types(algorithm, algorithms[algorithm], options)
         super().__init__(params, options, plugin_manager=plugin_manager)
         torch_groups = [{**{k: v for k, v in g.items() if k != "params"},
                          "params": [p.value for p in g["params"]]} for g in self.param_groups]
@@ -57,10 +73,20 @@ class TorchOptimizer(Optimizer):
                 param=target)
 
     def step(self, closure: Callable[[], Any] | None = None) -> dict[str, Any]:
-        """One torch step over the gradients ``go.backward`` left on the tensors."""
+        """One torch step over the gradients ``go.backward`` left on the tensors.
+
+        A NaN or infinite gradient refuses the step (``OptimizerStepError``), every tensor and
+        the torch state unchanged: one bad loss must not turn the parameters into NaN.
+        """
         self._call_hook("graphopt_before_step", optimizer=self, params=self.params)
         if all(p.value.grad is None for p in self.params):
             return {}
+        bad = [self.param_names[p] for p in self.params
+               if p.value.grad is not None and not bool(torch.isfinite(p.value.grad).all())]
+        if bad:
+            raise OptimizerStepError(f"optimizer 'torch' refused the step, nothing changed: non-finite "
+                                     f"gradient (NaN or inf) in {', '.join(map(repr, bad))}",
+                                     optimizer=self, errors={n: "non-finite gradient" for n in bad})
         self.torch_optimizer.step(closure)
         self._call_hook("graphopt_after_step", optimizer=self, params=self.params,
                         committed=self._committed)
