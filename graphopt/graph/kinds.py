@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 from graphopt.graph.space import Choice, Float, Int, Space
 
+DEFAULT_MAX_CHARS = 20_000
+"""The longest text or code value a parameter accepts unless its kind says otherwise (or its
+own starting value is longer): a 5 MB suggestion is refused, not assigned."""
+
 
 class ParamKind:
     """How values of one kind of parameter are checked and written down."""
@@ -44,15 +48,26 @@ class ParamKind:
         return f"<kind {self.describe()}>"
 
 
+def check_length(value: str, max_chars: int, current: Any) -> str:
+    """``value`` unless it is longer than ``max_chars`` and than ``current`` (the value it replaces)."""
+    limit = max(max_chars, len(current) if isinstance(current, str) else 0)
+    if len(value) > limit:
+        raise ValueError(f"expects at most {limit:,} characters, got {len(value):,}")
+    return value
+
+
 class TextKind(ParamKind):
-    """Free text: prompts, instructions, templates."""
+    """Free text: prompts, instructions, templates, at most ``max_chars`` long."""
 
     name = "text"
+
+    def __init__(self, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+        self.max_chars = max_chars
 
     def validate(self, value: Any, current: Any) -> str:
         if not isinstance(value, str):
             raise ValueError(f"expects text (str), got {type(value).__name__}")
-        return value
+        return check_length(value, self.max_chars, current)
 
 
 class CodeKind(ParamKind):
@@ -60,10 +75,12 @@ class CodeKind(ParamKind):
 
     name = "code"
 
-    def __init__(self, function_name: str, arg_names: tuple[str, ...], is_async: bool = False) -> None:
+    def __init__(self, function_name: str, arg_names: tuple[str, ...], is_async: bool = False,
+                 *, max_chars: int = DEFAULT_MAX_CHARS) -> None:
         self.function_name = function_name
         self.arg_names = arg_names
         self.is_async = is_async
+        self.max_chars = max_chars
 
     def describe(self) -> str:
         prefix = "async def" if self.is_async else "def"
@@ -72,6 +89,7 @@ class CodeKind(ParamKind):
     def validate(self, value: Any, current: Any) -> str:
         if not isinstance(value, str):
             raise ValueError(f"expects Python source (str), got {type(value).__name__}")
+        check_length(value, self.max_chars, current)
         try:
             tree = ast.parse(value)
             compile(tree, f"<candidate {self.function_name}>", "exec")
@@ -161,10 +179,23 @@ class ObjectKind(ParamKind):
 
     def validate(self, value: Any, current: Any) -> Any:
         try:
-            json.dumps(value)
+            text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"expects a JSON-serializable value, got {type(value).__name__}") from err
+            raise ValueError(f"expects a JSON-serializable value, got {type(value).__name__}: {err}") from err
+        # Checkpoints store JSON: tuples, non-str keys and the like would come back changed.
+        if json.loads(text) != value or not _json_exact(value):
+            raise ValueError(f"expects a value that JSON keeps as is (lists, str-keyed dicts, finite "
+                             f"numbers), got {text[:80]}")
         return value
+
+
+def _json_exact(value: Any) -> bool:
+    """Whether ``value`` holds only types JSON reads back as themselves (no tuples, no int keys)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_exact(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_exact(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def is_tensor(value: Any) -> bool:
@@ -200,5 +231,5 @@ def infer_kind(value: Any, space: Space | None) -> ParamKind:
     return OBJECT
 
 
-__all__ = ["ParamKind", "TextKind", "CodeKind", "SpaceKind", "NumberKind", "TensorKind",
+__all__ = ["DEFAULT_MAX_CHARS", "ParamKind", "TextKind", "CodeKind", "SpaceKind", "NumberKind", "TensorKind",
            "ObjectKind", "infer_kind", "Int", "Float", "Choice"]

@@ -14,6 +14,8 @@ from graphopt.graph.render import CHARS_PER_TOKEN, render_variables, show, show_
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message
 from graphopt.llm.structured import json_instruction
+from graphopt.graph.node import Param
+from graphopt.optim.echoes import Scaffold
 from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
 from graphopt.optim.objective import distinct_feedback, mean_score
 from graphopt.optim.optimizer import ParamsArg, require_ints
@@ -30,19 +32,25 @@ SYSTEM = (
 )
 
 
+ASK_FOR = "Propose new values that differ from every solution above and score higher."
+DEFAULT_OBJECTIVE = "Maximize the score."
+
+
 class OPRO(LLMOptimizer):
     """Scored history in, new values out; one call per step.
 
     ``top_k``: how many of the best solutions the meta-prompt shows. ``max_history``: how many
     solutions are kept (the best ones, when over). ``max_prompt_tokens`` bounds the meta-prompt:
-    the lowest-scored solutions shown are dropped first.
+    the lowest-scored solutions shown are dropped first. The history keeps one entry per
+    solution, and a suggestion repeating one already tried (or echoing the prompt) is refused
+    before evaluation. All or none by default; ``partial=True`` commits the valid values.
     """
 
     name = "opro"
 
     def __init__(self, params: ParamsArg, *, llm: str | Client | None = None, top_k: int = 10,
                  max_history: int = 200, max_prompt_tokens: int = 4_000, max_value_chars: int = 400,
-                 temperature: float | None = None, max_tokens: int = 1_024, partial: bool = True,
+                 temperature: float | None = None, max_tokens: int = 1_024, partial: bool = False,
                  objective: str = "", plugin_manager: PluginManager | None = None) -> None:
         require_ints(self.name, {"top_k": (top_k, 1), "max_history": (max_history, 1),
                                  "max_prompt_tokens": (max_prompt_tokens, 200),
@@ -67,7 +75,7 @@ class OPRO(LLMOptimizer):
         history = self.history if history is None else history
         budget = self.max_prompt_tokens * CHARS_PER_TOKEN
         schema = reply_schema(self.params, self.param_names)
-        objective = section("Objective", truncate(self.objective or "Maximize the score.", budget // 10))
+        objective = section("Objective", truncate(self.objective or DEFAULT_OBJECTIVE, budget // 10))
         variables = section("Variables", truncate(render_variables(
             self.params, self.param_names, max_value_chars=self.max_value_chars), budget // 3))
         room = (budget - len(SYSTEM) - len(json_instruction(schema)) - len(objective)
@@ -77,8 +85,7 @@ class OPRO(LLMOptimizer):
         while shown and sum(len(s) + 2 for s in shown) > room:
             shown.pop(0)  # the lowest score shown goes first
         solutions = section("Solutions so far, lower score first", "\n\n".join(shown) or "(none yet)")
-        ask_for = "Propose new values that differ from every solution above and score higher."
-        body = "\n\n".join((objective, variables, solutions, ask_for))
+        body = "\n\n".join((objective, variables, solutions, ASK_FOR))
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": body}]
 
     def _solution(self, record: Mapping[str, Any]) -> str:
@@ -96,12 +103,33 @@ class OPRO(LLMOptimizer):
         request: dict[str, Any] = {"max_tokens": self.max_tokens}
         if self.temperature is not None:
             request["temperature"] = self.temperature
-        verdict = ask(self.client, self.prompt([*self.history, record]), self.params,
-                      self.param_names, partial=self.partial, **request)
-        return Proposal(verdict.values, reasoning=verdict.reasoning, errors=verdict.errors,
-                        reason=verdict.reason, record=record)
+        messages = self.prompt([*self.history, record])
+        scaffold = Scaffold.of(messages, self.param_names.values(),
+                               instructions=(ASK_FOR, DEFAULT_OBJECTIVE, "score"))
+        verdict = ask(self.client, messages, self.params, self.param_names, partial=self.partial,
+                      scaffold=scaffold, **request)
+        values, reason = verdict.values, verdict.reason
+        tried = self._tried(values, record)
+        if tried is not None:
+            values, reason = {}, (f"the suggested values were already tried (score "
+                                  f"{show(tried['score'], 24)}); nothing new to commit")
+        return Proposal(values, reasoning=verdict.reasoning, errors=verdict.errors,
+                        reason=reason, record=record)
+
+    def _tried(self, values: Mapping[Param, Any], record: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The history entry (or the current values) that ``values`` would repeat, if any."""
+        if not values:
+            return None
+        proposed = {**record["values"],
+                    **{self.param_names[t]: t.kind.to_json(v) for t, v in values.items()}}
+        return next((r for r in [*self.history, record] if r["values"] == proposed), None)
 
     def remember(self, record: Any) -> None:
+        same = next((r for r in self.history if r["values"] == record["values"]), None)
+        if same is not None:
+            # Values scored again keep one entry with their latest score: repeated solutions
+            # in the meta-prompt only teach the model to repeat them.
+            self.history = [r for r in self.history if r is not same]
         history = [*self.history, record]
         if len(history) > self.max_history:
             # Keep the best, in the order they were found.

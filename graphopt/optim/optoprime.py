@@ -20,6 +20,7 @@ from graphopt.graph.render import CHARS_PER_TOKEN, render_variables, show, trunc
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message
 from graphopt.llm.structured import json_instruction
+from graphopt.optim.echoes import Scaffold
 from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
 from graphopt.optim.objective import to_loss
 from graphopt.optim.optimizer import ParamsArg, require_ints
@@ -36,6 +37,8 @@ SYSTEM = (
     "within their range; choices must be one of their options."
 )
 
+DEFAULT_OBJECTIVE = "Change the variables so that the feedback on the outputs improves."
+
 Selector = Callable[[Sequence[Verdict]], int]
 
 
@@ -47,7 +50,10 @@ class OptoPrime(LLMOptimizer):
     ``selector`` picks one: ``"closure"`` runs ``step(closure)``'s closure on each and keeps the
     lowest loss, ``"most_valid"`` the one with the most valid values, ``"auto"`` the first when a
     closure is given, else the second; or a function of the verdicts returning an index.
-    ``partial=False`` commits nothing unless every suggested value is valid.
+    All or none by default: nothing is committed unless every suggested value is valid
+    (``partial=True`` commits the valid ones). A suggestion that only echoes the prompt (a
+    section title, an omitted-ops line, a variable's name, the instructions) or is empty or
+    unchanged is refused before anything evaluates it; ``last_step["errors"]`` says why.
     """
 
     name = "optoprime"
@@ -55,7 +61,7 @@ class OptoPrime(LLMOptimizer):
     def __init__(self, params: ParamsArg, *, llm: str | Client | None = None,
                  max_prompt_tokens: int = 4_000, max_value_chars: int = 400, max_runs: int = 3,
                  memory: int = 0, n_candidates: int = 1, selector: str | Selector = "auto",
-                 temperature: float | None = None, max_tokens: int = 1_024, partial: bool = True,
+                 temperature: float | None = None, max_tokens: int = 1_024, partial: bool = False,
                  objective: str = "", plugin_manager: PluginManager | None = None) -> None:
         require_ints(self.name, {"max_prompt_tokens": (max_prompt_tokens, 200),
                                  "max_value_chars": (max_value_chars, 20), "max_runs": (max_runs, 1),
@@ -85,9 +91,7 @@ class OptoPrime(LLMOptimizer):
         budget = self.max_prompt_tokens * CHARS_PER_TOKEN
         schema = reply_schema(self.params, self.param_names)
         fixed = len(SYSTEM) + len(json_instruction(schema)) + 200
-        objective = section("Objective", truncate(self.objective or
-                            "Change the variables so that the feedback on the outputs improves.",
-                            budget // 10))
+        objective = section("Objective", truncate(self.objective or DEFAULT_OBJECTIVE, budget // 10))
         variables = section("Variables", self._variables(max(budget // 3, 200)))
         feedback = section("Feedback", aggregate_feedback(
             [run.feedback for run in runs], max_chars=max(budget // 8, 100)))
@@ -121,6 +125,7 @@ class OptoPrime(LLMOptimizer):
         request: dict[str, Any] = {"max_tokens": self.max_tokens}
         if self.temperature is not None:
             request["temperature"] = self.temperature
+        request["scaffold"] = self._scaffold(messages)
         if self.n_candidates == 1:
             verdict = ask(self.client, messages, self.params, self.param_names,
                           partial=self.partial, **request)
@@ -130,6 +135,11 @@ class OptoPrime(LLMOptimizer):
                   "feedback": aggregate_feedback([r.feedback for r in runs], max_chars=600)}
         return Proposal(verdict.values, reasoning=verdict.reasoning, errors=verdict.errors,
                         reason=verdict.reason, record=record)
+
+    def _scaffold(self, messages: list[Message]) -> Scaffold:
+        """The prompt's own words: a suggestion made of them only is refused as an echo."""
+        return Scaffold.of(messages, self.param_names.values(),
+                           instructions=() if self.objective else (DEFAULT_OBJECTIVE,))
 
     def _sample(self, messages: list[Message], request: dict[str, Any]) -> list[Verdict]:
         def one(index: int) -> Verdict:

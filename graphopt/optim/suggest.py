@@ -9,6 +9,7 @@ go back to the model once, quoting every error. What stays invalid is reported, 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any, Mapping, Sequence
 
@@ -20,6 +21,9 @@ from graphopt.graph.node import Param
 from graphopt.graph.space import Choice, Float, Int
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message
+from graphopt.optim.echoes import Scaffold, refuse_echoes
+
+logger = logging.getLogger("graphopt.optim")
 
 _FENCE = re.compile(r"^\s*```[\w+-]*\s*\n(.*?)\n?```\s*$", re.S)
 
@@ -135,36 +139,52 @@ def resend_message(errors: Mapping[str, str]) -> str:
               "(set a variable to null to keep its current value).")
 
 
+def _screen(reply: BaseModel, params: Sequence[Param], names: Mapping[Param, str],
+            scaffold: Scaffold | None) -> tuple[dict[Param, Any], dict[str, str], dict[str, str]]:
+    """Valid values, invalid ones' errors, and echoes refused (dropped from the values)."""
+    values, errors = validate_reply(reply, params, names)
+    refused = refuse_echoes(values, names, scaffold)
+    for name, why in refused.items():
+        logger.info("suggested value for %r %s", name, why)
+    return values, errors, refused
+
+
 def ask(client: Client, messages: list[Message], params: Sequence[Param],
-        names: Mapping[Param, str], *, partial: bool = True, resend: bool = True,
-        **request: Any) -> Verdict:
+        names: Mapping[Param, str], *, partial: bool = False, resend: bool = True,
+        scaffold: Scaffold | None = None, **request: Any) -> Verdict:
     """New values for ``params`` from one reply, plus one resend when some value is refused.
 
-    ``partial=False`` keeps nothing unless every suggested value is valid. A reply that cannot
-    be parsed after the client's own repair request yields no values and says why in ``reason``.
-    ``request`` goes to ``complete_json`` (``max_tokens``, ``temperature``, ``rollout_id``…).
+    ``partial=False`` keeps nothing unless every suggested value is valid. ``scaffold`` (default:
+    read off ``messages``) refuses echoes of the prompt before anything evaluates them: they are
+    dropped (the parameter keeps its value) and reported in ``errors`` with the reason. A reply
+    that cannot be parsed after the client's own repair request yields no values and says why in
+    ``reason``. ``request`` goes to ``complete_json`` (``max_tokens``, ``temperature``…).
     """
     schema = reply_schema(params, names)
+    if scaffold is None:
+        scaffold = Scaffold.of(messages, names.values())
     try:
         reply = client.complete_json(messages, schema=schema, **request)
     except ReplyFormatError as err:
         return Verdict({}, {}, "", f"reply unusable: {err}", 1)
-    values, errors = validate_reply(reply, params, names)
+    values, errors, refused = _screen(reply, params, names, scaffold)
     requests = 1
-    if errors and resend:
+    if (errors or refused) and resend:
         follow_up = [*messages,
                      {"role": "assistant", "content": reply.model_dump_json(by_alias=True)},
-                     {"role": "user", "content": resend_message(errors)}]
+                     {"role": "user", "content": resend_message({**errors, **refused})}]
         requests += 1
         try:
             second = client.complete_json(follow_up, schema=schema, **request)
         except ReplyFormatError:
             second = None
         if second is not None:
-            again, still = validate_reply(second, params, names)
+            again, still, echoed = _screen(second, params, names, scaffold)
             values.update(again)
             settled = {names[t] for t in values}
             errors = {n: e for n, e in {**errors, **still}.items() if n not in settled}
+            refused = {n: e for n, e in {**refused, **echoed}.items()
+                       if n not in settled and n not in errors}
             reply = second
     reason = None
     if errors and not partial:
@@ -172,9 +192,11 @@ def ask(client: Client, messages: list[Message], params: Sequence[Param],
                   f"commits are off: nothing committed")
         values = {}
     elif not values:
-        reason = ("no valid change suggested" if not errors else
-                  "every suggested value stayed invalid after one resend")
-    return Verdict(values, errors, reply.reasoning, reason, requests)  # type: ignore[attr-defined]
+        reason = ("every suggested value was refused as an echo of the prompt" if refused and not errors
+                  else "every suggested value stayed invalid after one resend" if errors
+                  else "no valid change suggested")
+    return Verdict(values, {**errors, **refused}, reply.reasoning, reason,  # type: ignore[attr-defined]
+                   requests)
 
 
 __all__ = ["Verdict", "ask", "check", "coerce", "reply_schema", "resend_message", "validate_reply"]

@@ -18,6 +18,7 @@ from graphopt.graph.render import CODE_ARGUMENT, render_variables, show, truncat
 from graphopt.graph.walk import Subgraph
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message as ChatMessage
+from graphopt.optim.echoes import Scaffold
 from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
 from graphopt.optim.optimizer import ParamsArg, require_ints
 from graphopt.optim.prompt import Run, collect_runs, section
@@ -36,20 +37,23 @@ UPDATE_SYSTEM = (
     "of their options."
 )
 
+UPDATE_ASK = "Suggest an improved value for the variable."
+
 
 class TextGrad(LLMOptimizer):
     """Textual gradients per edge, aggregated per node; one update call per parameter.
 
     ``momentum``: how many past steps' gradients each update recalls. ``concurrency``: calls in
     flight at once (default: the client's setting). ``max_gradient_chars`` bounds each gradient
-    and each aggregate, so every prompt stays bounded whatever the graph's size.
+    and each aggregate, so every prompt stays bounded whatever the graph's size. All or none by
+    default (``partial=True`` commits the valid updates); echoes of the prompt are refused.
     """
 
     name = "textgrad"
 
     def __init__(self, params: ParamsArg, *, llm: str | Client | None = None, momentum: int = 0,
                  max_value_chars: int = 400, max_gradient_chars: int = 800,
-                 concurrency: int | None = None, max_tokens: int = 512, partial: bool = True,
+                 concurrency: int | None = None, max_tokens: int = 512, partial: bool = False,
                  plugin_manager: PluginManager | None = None) -> None:
         require_ints(self.name, {"momentum": (momentum, 0), "max_value_chars": (max_value_chars, 20),
                                  "max_gradient_chars": (max_gradient_chars, 40)})
@@ -114,7 +118,7 @@ class TextGrad(LLMOptimizer):
         if past:
             parts.append(section("Feedback from earlier steps, oldest first",
                                  _aggregate(past, self.max_gradient_chars)))
-        parts.append("Suggest an improved value for the variable.")
+        parts.append(UPDATE_ASK)
         return [{"role": "system", "content": UPDATE_SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
     def propose(self, closure: Callable[[], Any] | None = None) -> Proposal:
@@ -141,8 +145,10 @@ class TextGrad(LLMOptimizer):
 
     def _updates(self, targets: list[Param], gradients: Mapping[Param, list[str]]) -> list[Verdict]:
         def one(target: Param) -> Verdict:
-            return ask(self.client, self.update_prompt(target, gradients[target]), [target],
-                       self.param_names, partial=self.partial, max_tokens=self.max_tokens)
+            messages = self.update_prompt(target, gradients[target])
+            scaffold = Scaffold.of(messages, self.param_names.values(), instructions=(UPDATE_ASK,))
+            return ask(self.client, messages, [target], self.param_names, partial=self.partial,
+                       scaffold=scaffold, max_tokens=self.max_tokens)
 
         if len(targets) <= 1:
             return [one(t) for t in targets]

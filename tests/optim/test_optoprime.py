@@ -179,11 +179,11 @@ def test_invalid_values_are_sent_back_once_with_their_errors(params, plugin_mana
     assert "signature must stay parse(reply), got parse(text)" in resend
 
 
-def test_partially_valid_reply_commits_only_the_valid_values(params, plugin_manager):
+def test_partial_opt_in_commits_only_the_valid_values(params, plugin_manager):
     prompt, top_k, mode = params
     bad = {"reasoning": "r", "system_prompt": "Think step by step.", "top_k": 0,
            "parse.code": "def parse(reply) return"}
-    opt, client = build(params, replies(bad), plugin_manager)
+    opt, client = build(params, replies(bad), plugin_manager, partial=True)
     run_once(*params)
     assert opt.step() == {"system_prompt": "Think step by step."}
     assert top_k.value == 3 and parse.code.value == parse._original_source
@@ -192,10 +192,11 @@ def test_partially_valid_reply_commits_only_the_valid_values(params, plugin_mana
     assert len(client.backend.calls) == 2  # one resend, no more
 
 
-def test_partial_off_commits_nothing_when_a_value_stays_invalid(params, plugin_manager):
+def test_all_or_none_by_default_commits_nothing_when_a_value_stays_invalid(params, plugin_manager):
     prompt, top_k, mode = params
     opt, _ = build(params, replies({"reasoning": "r", "system_prompt": "New.", "top_k": 99}),
-                   plugin_manager, partial=False)
+                   plugin_manager)
+    assert opt.partial is False
     run_once(*params)
     assert opt.step() == {}
     assert prompt.value == "Be brief." and top_k.value == 3
@@ -283,3 +284,58 @@ def test_tensor_params_are_refused_with_a_clear_error(plugin_manager):
 def test_bad_options_are_refused(params, plugin_manager, option, value):
     with pytest.raises(ValueError, match=option if option != "selector" else "selector expects"):
         build(params, follow_schema, plugin_manager, **{option: value})
+
+
+@pytest.mark.parametrize(("echo", "why"), [
+    ("System Prompt", "copies a variable's name"),
+    ("ReviewTriage.label ×1, ReviewTriage.parse ×1", "copies the prompt's omitted-ops marker"),
+    ("# … 12 ops omitted (add ×12)", "copies the prompt's omitted-ops marker"),
+    ("Variables", "copies a section title of the prompt"),
+    ("Change the variables so that the feedback on the outputs improves.",
+     "copies the optimizer's instructions"),
+    ("   ", "empty value"),
+    ("Be brief.\n", "same as the current value"),
+])
+def test_scaffolding_echo_is_refused_before_evaluation(params, plugin_manager, echo, why):
+    prompt, top_k, mode = params
+    opt, client = build(params, replies({"reasoning": "r", "system_prompt": echo, "top_k": 5}),
+                        plugin_manager)
+    run_once(*params)
+    assert opt.step() == {"top_k": 5}  # an echo is dropped, not a reason to lose the rest
+    assert prompt.value == "Be brief."
+    assert opt.last_step["errors"]["system_prompt"].startswith(f"refused before evaluation: {why}")
+    assert "refused before evaluation" in client.backend.calls[1][0][-1]["content"]  # resent once
+
+
+def test_echo_only_reply_says_so(params, plugin_manager):
+    opt, _ = build(params, replies({"reasoning": "r", "system_prompt": "system_prompt"}),
+                   plugin_manager)
+    run_once(*params)
+    assert opt.step() == {}
+    assert opt.last_step["reason"] == "every suggested value was refused as an echo of the prompt"
+
+
+def test_a_real_change_that_mentions_prompt_words_is_kept(params, plugin_manager):
+    better = "Answer with the number only; check the feedback on the outputs first."
+    opt, _ = build(params, replies({"reasoning": "r", "system_prompt": better}), plugin_manager)
+    run_once(*params)
+    assert opt.step() == {"system_prompt": better}
+
+
+def test_oversize_suggestion_is_refused_with_the_limit(params, plugin_manager):
+    prompt, top_k, mode = params
+    opt, _ = build(params, replies({"reasoning": "r", "system_prompt": "x" * 25_000}),
+                   plugin_manager)
+    run_once(*params)
+    assert opt.step() == {}
+    assert opt.last_step["errors"]["system_prompt"] == (
+        "param 'system_prompt' expects at most 20,000 characters, got 25,000")
+    assert prompt.value == "Be brief."
+
+
+def test_prompt_renders_when_a_param_and_an_input_hold_equal_values(plugin_manager):
+    weight = go.param(0.0, name="p0")
+    offset = go.param(0.0, name="x", trainable=False)
+    go.backward(go.ops.format("{}", weight + offset), "bigger")
+    opt, _ = build([weight], replies({"reasoning": "r"}), plugin_manager)
+    assert "x = 0.0" in opt.prompt()[1]["content"]

@@ -160,7 +160,8 @@ def test_opro_history_round_trips_and_keeps_the_best(plugin_manager):
     top_k = go.param(1, name="top_k", space=go.Int(1, 10))
     opt = go.optimizer("opro", [top_k], llm=scripted_client(follow_schema), max_history=2,
                        plugin_manager=plugin_manager)
-    for score in (0.5, 0.1, 0.9):
+    for value, score in ((2, 0.5), (3, 0.1), (4, 0.9)):
+        top_k.assign(value)
         go.backward(go.ops.str(top_k), score)
         opt.step()
         opt.zero_feedback()
@@ -179,3 +180,53 @@ def test_opro_prompt_stays_within_budget_with_long_history(plugin_manager):
     text = "".join(m["content"] for m in opt.prompt(history))
     assert len(text) <= 500 * 4
     assert "score: 0.49" in text and "score: 0.0\n" not in text
+
+
+def test_textgrad_refuses_an_update_echoing_its_instruction(plugin_manager):
+    prompt = go.param("Be brief.", name="system_prompt")
+    go.backward(answer(prompt, "q"), "too short")
+
+    def handler(messages, params):
+        if is_json_request(messages):
+            return json.dumps({"reasoning": "r",
+                               "system_prompt": "Suggest an improved value for the variable."})
+        return "Be more detailed."
+
+    opt = go.optimizer("textgrad", [prompt], llm=scripted_client(handler),
+                       plugin_manager=plugin_manager)
+    assert opt.step() == {}
+    assert "copies the optimizer's instructions" in opt.last_step["errors"]["system_prompt"]
+    assert prompt.value == "Be brief."
+
+
+def test_opro_refuses_the_current_value_back(plugin_manager):
+    prompt = go.param("Be brief.", name="system_prompt")
+    go.backward(answer(prompt, "q"), 0.4)
+    reply = {"reasoning": "r", "system_prompt": " Be brief. "}
+    opt = go.optimizer("opro", [prompt], llm=scripted_client(lambda m, p: json.dumps(reply)),
+                       plugin_manager=plugin_manager)
+    assert opt.step() == {}
+    assert "same as the current value" in opt.last_step["errors"]["system_prompt"]
+
+
+def test_opro_does_not_propose_a_solution_already_tried(plugin_manager):
+    prompt = go.param("Be brief.", name="system_prompt")
+    reply = {"reasoning": "r", "system_prompt": "Explain."}
+    opt = go.optimizer("opro", [prompt], llm=scripted_client(lambda m, p: json.dumps(reply)),
+                       plugin_manager=plugin_manager)
+    opt.history = [{"values": {"system_prompt": "Explain."}, "score": 0.1}]
+    go.backward(answer(prompt, "q"), 0.4)
+    assert opt.step() == {}
+    assert opt.last_step["reason"] == ("the suggested values were already tried (score 0.1); "
+                                       "nothing new to commit")
+
+
+def test_opro_history_keeps_one_entry_per_solution(plugin_manager):
+    prompt = go.param("Be brief.", name="system_prompt")
+    opt = go.optimizer("opro", [prompt], llm=scripted_client(lambda m, p: '{"reasoning": "r"}'),
+                       plugin_manager=plugin_manager)
+    for score in (0.2, 0.3):
+        go.backward(answer(prompt, "q"), score)
+        opt.step()
+        opt.zero_feedback()
+    assert opt.history == [{"values": {"system_prompt": "Be brief."}, "score": 0.3}]
