@@ -13,6 +13,7 @@ Every exception derives from one base, so ``except GraphoptError`` catches them 
     ├── ReplyFormatError           a model reply could not be parsed                  (.raw)
     ├── DatasetError               a dataset row or file is not a set of examples
     └── CheckpointError            a checkpoint cannot be read or does not fit the run (.path)
+        └── RunLockedError         another run holds the checkpoint or history path   (.pid)
 
 Failures inside user or candidate code are not raised: they become ``Error`` nodes and feedback.
 """
@@ -103,3 +104,11 @@ class CheckpointError(GraphoptError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class RunLockedError(CheckpointError):
+    """Another run (process ``pid``) holds the lock on this checkpoint or history path."""
+
+    def __init__(self, message: str, *, path: str | None = None, pid: int | None = None) -> None:
+        super().__init__(message, path=path)
+        self.pid = pid

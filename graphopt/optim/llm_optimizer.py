@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from graphopt.graph.node import Param
 from graphopt.llm.client import Client
 from graphopt.llm.registry import get
-from graphopt.optim.optimizer import Optimizer, ParamsArg
+from graphopt.optim.optimizer import Optimizer, ParamsArg, Rejection
 from graphopt.plugins.manager import PluginManager
 
 LLM_KINDS = frozenset({"text", "code", "int", "float", "choice"})
@@ -40,8 +40,13 @@ class LLMOptimizer(Optimizer):
 
     ``llm`` is a model string for ``go.llm.get`` (``None``: ``$GRAPHOPT_MODEL`` or the embedded
     model) or a ``Client``. Subclasses implement ``propose()`` returning a ``Proposal`` and
-    ``remember(record)`` to fold a committed step's record into their state.
+    ``remember(record)`` to fold a committed step's record into their state. LLM optimizers are
+    gated (``Optimizer``'s acceptance gate): with a closure, a proposal scoring worse than the
+    current values is rejected, never remembered; ``on_rejected`` may record it as a scored
+    candidate instead.
     """
+
+    gated = True
 
     kinds = LLM_KINDS
 
@@ -61,6 +66,13 @@ class LLMOptimizer(Optimizer):
             if proposal.record is not None:
                 self.remember(proposal.record)
         return committed
+
+    def on_rejected(self, proposal: Mapping[Param, Any], rejection: Rejection) -> None:
+        """Report the rejected step in ``last_step``; its record is not remembered as committed."""
+        self.last_step = {"committed": {}, "errors": dict(getattr(proposal, "errors", {})),
+                          "reasoning": getattr(proposal, "reasoning", ""), "reason": rejection.reason,
+                          "rejected": {"before": rejection.before, "after": rejection.after,
+                                       "params": list(rejection.params)}}
 
     def remember(self, record: Any) -> None:
         """Fold a committed step's record into the optimizer's state (memory, history)."""

@@ -1,12 +1,14 @@
 """``Optimizer``: the base every optimizer plugin builds on.
 
-A step proposes new values, validates every one against its parameter, then commits them all —
-or none, raising ``OptimizerStepError`` with each parameter unchanged.
+A step proposes new values, validates every one against its parameter, scores the proposal
+when the optimizer is gated and a closure is given (the acceptance gate), then commits them
+all — or none, raising ``OptimizerStepError`` with each parameter unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from graphopt.errors import OptimizerStepError, ParamValidationError
@@ -14,9 +16,40 @@ from graphopt.feedback.propagators import ParamFeedback, received
 from graphopt.graph.module import Module
 from graphopt.graph.node import Param
 from graphopt.graph.op import BoundTracedFunction, TracedFunction
+from graphopt.optim.evaluation import Evaluation, assigned
+from graphopt.optim.objective import to_loss
 from graphopt.plugins.manager import PluginManager, get_plugin_manager
 
 ParamsArg = Any  # Param | TracedFunction | Module | iterable of those | list of group dicts
+
+ACCEPT_MODES = ("improve", "improve_val", "always")
+"""``accept`` values: keep a proposal not worse on the closure's examples; also not worse on the
+evaluation's whole pool (the trainer's validation set); or keep every valid proposal."""
+
+GATED_KINDS = frozenset({"text", "code", "demos"})
+"""Optimizers of these kinds write values no gradient vouches for: gated unless they say not."""
+
+
+class Rejection:
+    """Why a gated proposal was not kept: the scores before and after, and where they were taken."""
+
+    __slots__ = ("reason", "before", "after", "params")
+
+    def __init__(self, reason: str, before: float, after: float, params: list[str]) -> None:
+        self.reason = reason
+        self.before = before
+        self.after = after
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"Rejection({self.reason!r})"
+
+
+def check_accept(accept: str, *, option: str = "accept") -> str:
+    """``accept`` if it is one of ``ACCEPT_MODES``, else ``ValueError`` naming the option."""
+    if accept not in ACCEPT_MODES:
+        raise ValueError(f"{option} expects one of {', '.join(map(repr, ACCEPT_MODES))}, got {accept!r}")
+    return accept
 
 
 class Optimizer:
@@ -24,10 +57,22 @@ class Optimizer:
 
     Subclasses set ``name`` and ``kinds`` and implement ``propose()``; those that update in place
     (``torch``) override ``step()``. Parameters are referred to by name in ``state_dict()``.
+
+    The acceptance gate: an optimizer is *gated* when ``gated`` is ``True``, or when it is
+    ``None`` (the default) and it handles text, code or demos (``GATED_KINDS``). A gated
+    optimizer's ``step(closure)`` scores the current values (memoized per closure and values)
+    and the proposal with the closure, and commits only if the proposal is not worse (a NaN or
+    infinite score is the worst); otherwise nothing changes, ``last_rejection`` says why and
+    ``on_rejected(proposal, rejection)`` is called, a hook for optimizers that learn from
+    scored candidates (opro's history). ``accept`` (``ACCEPT_MODES``; an ``Evaluation`` may carry
+    its own, as the trainer's does) chooses the rule; ``"always"`` keeps every valid proposal.
+    A gated optimizer implements ``propose()`` and leaves ``step()`` to the base.
     """
 
     name: ClassVar[str] = ""
     kinds: ClassVar[frozenset[str]] = frozenset()
+    gated: ClassVar[bool | None] = None
+    accept: str = "improve"
 
     def __init__(self, params: ParamsArg, defaults: Mapping[str, Any], *,
                  plugin_manager: PluginManager | None = None) -> None:
@@ -36,6 +81,8 @@ class Optimizer:
         self.state: dict[Param, dict[str, Any]] = {}
         self.param_names: dict[Param, str] = {}
         self.plugin_manager = plugin_manager or get_plugin_manager()
+        self.last_rejection: Rejection | None = None
+        self._scored: tuple[Any, str, float] | None = None  # (closure, values key, score)
         groups = list(params) if _is_group_list(params) else [{"params": params}]
         if not groups:
             raise ParamValidationError(f"optimizer {self.name!r} got an empty parameter list")
@@ -96,20 +143,74 @@ class Optimizer:
         """
         raise NotImplementedError
 
-    def step(self, closure: Callable[[], Any] | None = None) -> dict[str, Any]:
-        """Propose, validate every value, then commit all of them; returns what was committed.
+    @property
+    def is_gated(self) -> bool:
+        """Whether ``step(closure)`` scores a proposal before keeping it (see the class docstring)."""
+        return self.gated if self.gated is not None else bool(self.kinds & GATED_KINDS)
 
-        A proposal with any invalid value raises ``OptimizerStepError`` and changes nothing.
+    def step(self, closure: Callable[[], Any] | None = None) -> dict[str, Any]:
+        """Propose, validate every value, gate, then commit all of them; returns what was committed.
+
+        A proposal with any invalid value raises ``OptimizerStepError`` and changes nothing; a
+        gated proposal scoring worse than the current values is rejected (returns ``{}``).
         """
+        self.last_rejection = None
         self._call_hook("graphopt_before_step", optimizer=self, params=self.params)
         proposal = self.propose(closure)
+        checked = self.validate(proposal)
+        mode = check_accept(getattr(closure, "accept", None) or self.accept)
+        score = None
+        if checked and closure is not None and self.is_gated and mode != "always":
+            rejection, score = self.judge(checked, closure, mode)
+            if rejection is not None:
+                self.last_rejection = rejection
+                self.on_rejected(proposal, rejection)
+                return {}
         committed = self.commit(proposal)
+        if score is not None:
+            self._scored = (closure, self._values_key(), score)
         if committed:
             self._call_hook("graphopt_after_step", optimizer=self, params=self.params, committed=committed)
         return committed
 
-    def commit(self, proposal: Mapping[Param, Any]) -> dict[str, Any]:
-        """Validate every proposed value, then assign them all (or raise, assigning none)."""
+    def judge(self, values: Mapping[Param, Any], closure: Callable[[], Any], mode: str = "improve"
+              ) -> tuple[Rejection | None, float]:
+        """Score ``values`` against the current ones with ``closure``: (a rejection or None, score).
+
+        ``"improve_val"`` also compares them on every example of an ``Evaluation``'s pool.
+        """
+        names = sorted(self.param_names[p] for p in values if p in self.param_names)
+        before = self._current_score(closure)
+        with assigned(values):
+            after = _score_of(closure(), self)
+        if after == -math.inf or after < before:
+            return Rejection(f"proposal scored {after:.6g} on the step's examples, below the current "
+                             f"{before:.6g}", before, after, names), after
+        if mode == "improve_val" and isinstance(closure, Evaluation) and closure.size:
+            indices = list(range(closure.size))
+            pool_before = _mean(closure.scores({}, indices))
+            pool_after = _mean(closure.scores(values, indices))
+            if pool_after == -math.inf or pool_after < pool_before:
+                return Rejection(f"proposal scored {pool_after:.6g} on validation, below the current "
+                                 f"{pool_before:.6g}", pool_before, pool_after, names), after
+        return None, after
+
+    def _current_score(self, closure: Callable[[], Any]) -> float:
+        key = self._values_key()
+        if self._scored is not None and self._scored[0] is closure and self._scored[1] == key:
+            return self._scored[2]
+        score = _score_of(closure(), self)
+        self._scored = (closure, key, score)
+        return score
+
+    def _values_key(self) -> str:
+        return json.dumps([p.to_json() for p in self.params], sort_keys=True, default=repr)
+
+    def on_rejected(self, proposal: Mapping[Param, Any], rejection: Rejection) -> None:
+        """Called when the gate rejects ``proposal`` (nothing was assigned); override to learn from it."""
+
+    def validate(self, proposal: Mapping[Param, Any]) -> dict[Param, Any]:
+        """Every proposed value validated, or ``OptimizerStepError`` naming each problem."""
         errors: dict[str, str] = {}
         checked: dict[Param, Any] = {}
         for target, value in proposal.items():
@@ -125,6 +226,11 @@ class Optimizer:
             raise OptimizerStepError(
                 f"optimizer {self.name!r} refused the step, nothing changed: "
                 + "; ".join(f"{n}: {e}" for n, e in errors.items()), optimizer=self, errors=errors)
+        return checked
+
+    def commit(self, proposal: Mapping[Param, Any]) -> dict[str, Any]:
+        """Validate every proposed value, then assign them all (or raise, assigning none)."""
+        checked = self.validate(proposal)
         previous = {t: t.value for t in checked}
         try:
             for target, value in checked.items():
@@ -211,6 +317,22 @@ class Optimizer:
     def __repr__(self) -> str:
         names = ", ".join(self.param_names.values())
         return f"<optimizer {self.name} params=[{names}]>"
+
+
+def _score_of(result: Any, optimizer: Optimizer) -> float:
+    """A closure's result as a score to maximize; NaN and infinities count as the worst."""
+    try:
+        score = -to_loss(result)
+    except ValueError as err:
+        raise OptimizerStepError(f"optimizer {optimizer.name!r}: the acceptance gate needs a score, "
+                                 f"loss or number from the closure ({err}); or use accept='always'",
+                                 optimizer=optimizer) from err
+    return score if math.isfinite(score) else -math.inf
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v if math.isfinite(v) else -math.inf for v in values]
+    return sum(finite) / len(finite) if finite else -math.inf
 
 
 def require_ints(optimizer: str, options: Mapping[str, tuple[Any, int]]) -> None:

@@ -3,18 +3,21 @@
 Parameter values, optimizer states, the trainer's position (epoch, offset into the epoch's
 order, step), random states, best values, the history, usage, and the run's configuration when
 the command line started it. The file is JSON (pydantic), replaced by rename, so a kill at any
-moment leaves the previous complete checkpoint.
+moment leaves the previous complete checkpoint. Every field is checked on load (counts are not
+negative, the position lies inside its order, the history counts the steps, random states have
+their shape); a file that fails gets a ``CheckpointError`` naming the file and the field.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graphopt.errors import CheckpointError
 from graphopt.graph.serialize import atomic_write_bytes
@@ -26,19 +29,36 @@ FORMAT = "graphopt.checkpoint/1"
 class Position(BaseModel):
     """Where the run stands: the next step continues epoch ``epoch`` at ``offset`` of ``order``."""
 
-    epoch: int = 0
-    offset: int = 0
-    step: int = 0
+    model_config = ConfigDict(extra="forbid")
+
+    epoch: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0)
+    step: int = Field(default=0, ge=0)
     order: list[str] = Field(default_factory=list)
-    stale_rounds: int = 0
+    stale_rounds: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _inside_order(self) -> Position:
+        if self.offset > len(self.order):
+            raise ValueError(f"offset {self.offset} lies past the order's {len(self.order)} examples")
+        if len(set(self.order)) != len(self.order):
+            raise ValueError("order repeats an example id")
+        return self
 
 
 class Best(BaseModel):
-    """The best validated values so far."""
+    """The best validated values so far; ``score`` is ``None`` when none was finite (old files)."""
 
-    score: float
-    step: int
+    model_config = ConfigDict(extra="forbid")
+
+    score: float | None
+    step: int = Field(ge=0)
     values: dict[str, Any]
+
+    @field_validator("score")
+    @classmethod
+    def _finite(cls, score: float | None) -> float | None:
+        return score if score is not None and math.isfinite(score) else None
 
 
 class Checkpoint(BaseModel):
@@ -58,6 +78,33 @@ class Checkpoint(BaseModel):
     finished: str | None = None
     config: dict[str, Any] | None = None
 
+    @field_validator("rng")
+    @classmethod
+    def _rng_shape(cls, rng: dict[str, Any]) -> dict[str, Any]:
+        python, state = rng.get("python"), rng.get("torch")
+        if not (isinstance(python, list) and len(python) == 3 and isinstance(python[1], list)
+                and len(python[1]) == 625 and all(type(v) is int and 0 <= v < 2**32 for v in python[1])
+                and (python[2] is None or isinstance(python[2], float))):
+            raise ValueError("rng.python expects [version, 625 ints, gauss] as random.getstate() gives")
+        if not (isinstance(state, list) and state and all(type(v) is int and 0 <= v < 256 for v in state)):
+            raise ValueError("rng.torch expects the bytes of torch.get_rng_state() as ints 0..255")
+        return rng
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Checkpoint:
+        if set(self.params) != set(self.kinds):
+            raise ValueError(f"params {sorted(self.params)} and kinds {sorted(self.kinds)} name "
+                             f"different parameters")
+        steps = [r.step for r in self.history]
+        if steps != list(range(len(steps))):
+            raise ValueError("history expects one record per step, numbered from 0")
+        if steps and self.position.step != steps[-1]:
+            raise ValueError(f"position.step {self.position.step} does not match the history's "
+                             f"last step {steps[-1]}")
+        if self.best is not None and self.best.step > self.position.step:
+            raise ValueError(f"best.step {self.best.step} lies after position.step {self.position.step}")
+        return self
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically: a temporary file, fsync, then a rename over ``path``."""
         atomic_write_bytes(path, self.model_dump_json().encode())
@@ -68,13 +115,17 @@ class Checkpoint(BaseModel):
         where = os.fspath(path)
         try:
             text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
+        except (OSError, UnicodeError) as err:
             raise CheckpointError(f"checkpoint {where!r}: cannot read it: {err}", path=where) from err
         try:
             return cls.model_validate_json(text)
         except ValidationError as err:
-            raise CheckpointError(f"checkpoint {where!r}: expected a {FORMAT} file, got: "
-                                  f"{err.errors()[0]['msg']} at {err.errors()[0]['loc']}", path=where) from err
+            first = err.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "(the file)"
+            raise CheckpointError(f"checkpoint {where!r}: field {field}: {first['msg']} (expected a "
+                                  f"{FORMAT} file)", path=where) from err
+        except (ValueError, RecursionError) as err:
+            raise CheckpointError(f"checkpoint {where!r}: not a {FORMAT} file: {err}", path=where) from err
 
 
 def rng_state(rng: random.Random) -> dict[str, Any]:

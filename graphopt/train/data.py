@@ -18,14 +18,22 @@ from graphopt.errors import DatasetError
 
 
 class Example:
-    """One input with its target; ``id`` keys the evaluation cache."""
+    """One input with its target; ``key`` (its id and a hash of its content) keys the evaluation cache."""
 
-    __slots__ = ("id", "input", "target")
+    __slots__ = ("id", "input", "target", "_key")
 
     def __init__(self, input: Any, target: Any = None, *, id: str | None = None) -> None:
         self.input = input
         self.target = target
         self.id = id if id is not None else content_id(input, target)
+        self._key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``id:content-hash``: the same id with other targets or inputs is another example."""
+        if self._key is None:
+            self._key = f"{self.id}:{content_id(self.input, self.target)}"
+        return self._key
 
     def __repr__(self) -> str:
         return f"Example(id={self.id!r}, input={self.input!r}, target={self.target!r})"

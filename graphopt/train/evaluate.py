@@ -1,8 +1,13 @@
 """Running the workflow on examples: traced, in parallel (bounded), each run independent.
 
-``Runner.forward`` runs examples for training: traced, with torch gradients, returning each output
-node and its feedback so the trainer can call ``backward`` in example order. ``Runner.outcomes``
-only scores (no gradients), through the evaluation cache. Both run every example in a copy of the
+``Runner.outcomes`` scores examples through the evaluation cache; ``Runner.forward`` gives the
+traced runs ``backward`` needs. One (values, example) pair is run once: a run of an example in
+``keep`` (the training set) is traced with gradients and kept (the ``max_kept`` most recent),
+and ``forward`` hands that very run back instead of running again. A run whose tensors changed
+in place since is dropped, and one holding tensors is handed back once (autograd frees its graph). Every real run is counted (``evaluations``,
+``distinct_points``) and may be capped (``max_evaluations``, reserved before the run starts).
+A metric that raises, or returns NaN or an infinite number, makes that example a failure
+scored ``error_score``, with a warning naming the example. Runs happen in a copy of the
 caller's context, so budgets apply in the worker threads and traces stay apart.
 """
 
@@ -11,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import threading
+import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
@@ -50,7 +58,8 @@ class Runner:
     """Calls ``workflow`` on examples and judges each result with ``metric``."""
 
     def __init__(self, workflow: Callable[..., Any], metric: Metric, params: Mapping[str, Param], *,
-                 cache: EvalCache, namespace: str, concurrency: int = 4, error_score: float = 0.0) -> None:
+                 cache: EvalCache, namespace: str, concurrency: int = 4, error_score: float = 0.0,
+                 max_evaluations: int | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency expects an int >= 1, got {concurrency!r}")
         self.workflow = workflow
@@ -60,12 +69,32 @@ class Runner:
         self.namespace = namespace
         self.concurrency = concurrency
         self.error_score = error_score
-        self.runs = 0
+        self.max_evaluations = max_evaluations
+        self.evaluations = 0
+        self.points: set[str] = set()
+        self.keep: frozenset[str] = frozenset()
+        self.max_kept = 256
+        self._traced: OrderedDict[str, tuple[Run, tuple[int, ...]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def runs(self) -> int:
+        """Real runs of the workflow so far (``evaluations``)."""
+        return self.evaluations
+
+    @property
+    def distinct_points(self) -> int:
+        """Distinct (values hash, example key) pairs run so far."""
+        return len(self.points)
+
+    def key(self, values: str, example: Example) -> str:
+        """The evaluation cache key of ``example`` under the values hashed as ``values``."""
+        return self.cache.key(self.namespace, values, example.key)
 
     # -- one example --------------------------------------------------------------------------
-    def run(self, example: Example) -> Run:
-        """Call the workflow on ``example`` (traced) and judge the result."""
-        self.runs += 1
+    def run(self, example: Example, key: str | None = None) -> Run:
+        """Call the workflow on ``example`` (traced) and judge the result; one evaluation."""
+        self._reserve(key if key is not None else self.key(values_hash(self.params), example))
         try:
             output = self._call(example.input)
         except BudgetExceeded:
@@ -77,7 +106,16 @@ class Runner:
                 raise output.value
             return Run(example, output, self._failure(output.value, output.traceback))
         prediction = output.value if isinstance(output, Node) else output
-        return Run(example, output, Feedback.coerce(self.metric(example, prediction)))
+        return Run(example, output, self._judge(example, prediction))
+
+    def _reserve(self, key: str) -> None:
+        """Count one evaluation before it runs; ``BudgetExceeded`` once ``max_evaluations`` are spent."""
+        with self._lock:
+            if self.max_evaluations is not None and self.evaluations >= self.max_evaluations:
+                raise BudgetExceeded(f"max_evaluations={self.max_evaluations} reached: "
+                                     f"{self.evaluations} runs of the workflow", budget=self)
+            self.evaluations += 1
+            self.points.add(key)
 
     def _call(self, data: Any) -> Any:
         result = self.workflow(**data) if isinstance(data, dict) else self.workflow(data)
@@ -85,28 +123,68 @@ class Runner:
             result = asyncio.run(_awaited(result))
         return result
 
+    def _judge(self, example: Example, prediction: Any) -> Feedback:
+        """The metric's feedback; a metric that raises or gives a non-finite number is a failure."""
+        try:
+            feedback = Feedback.coerce(self.metric(example, prediction))
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            return Feedback(score=self.error_score, error=ErrorInfo(
+                type=type(exc).__name__, message=f"metric raised on example {example.id!r}: {exc}",
+                traceback=ErrorInfo.from_exception(exc).traceback))
+        problem = feedback.non_finite()
+        if problem is None:
+            return feedback
+        message = (f"metric gave {problem} on example {example.id!r}; counted as a failure "
+                   f"(score {self.error_score:g})")
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        return Feedback(score=self.error_score, text=feedback.text,
+                        error=ErrorInfo(type="NonFiniteScore", message=message))
+
     def _failure(self, exc: BaseException, traceback: str) -> Feedback:
         return Feedback(score=self.error_score, error=ErrorInfo.from_exception(exc, traceback or None))
 
     # -- many examples ------------------------------------------------------------------------
-    def map(self, function: Callable[[Example], Any], examples: Sequence[Example]) -> list[Any]:
-        """``function`` over ``examples`` on at most ``concurrency`` threads, results in order."""
-        if self.concurrency == 1 or len(examples) <= 1:
-            return [function(e) for e in examples]
-        workers = min(self.concurrency, len(examples))
+    def map(self, function: Callable[..., Any], items: Sequence[Any]) -> list[Any]:
+        """``function`` over ``items`` on at most ``concurrency`` threads, results in order."""
+        if self.concurrency == 1 or len(items) <= 1:
+            return [function(*_args(i)) for i in items]
+        workers = min(self.concurrency, len(items))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graphopt-eval") as pool:
-            futures = [pool.submit(contextvars.copy_context().run, function, e) for e in examples]
+            futures = [pool.submit(contextvars.copy_context().run, function, *_args(i)) for i in items]
             return [f.result() for f in futures]
 
     def forward(self, examples: Sequence[Example]) -> list[Run]:
-        """Traced runs with gradients, for ``backward``; their outcomes fill the cache too."""
-        runs = self.map(self.run, examples)
+        """Traced runs with gradients, for ``backward``.
+
+        A run kept when these values were scored on the example is handed back as it is; only
+        the others are run (their outcomes cached, and kept in turn).
+        """
         current = values_hash(self.params)
-        for run in runs:
+        keys = [self.key(current, e) for e in examples]
+        versions = self._versions()
+        with self._lock:
+            for key in [k for k, (_, seen) in self._traced.items() if seen != versions]:
+                del self._traced[key]  # tensor versions only grow: these never fit again
+            kept = [self._traced.pop(k, None) if versions else self._traced.get(k) for k in keys]
+        runs: list[Run | None] = [entry[0] if entry is not None else None for entry in kept]
+        missing = [i for i, r in enumerate(runs) if r is None]
+        fresh = self.map(self.run, [(examples[i], keys[i]) for i in missing])
+        for index, run in zip(missing, fresh):
+            runs[index] = run
             prediction = run.output.value if isinstance(run.output, Node) else run.output
-            self.cache.set(self.cache.key(self.namespace, current, run.example.id),
-                           outcome_of(run.feedback, prediction))
-        return runs
+            self.cache.set(keys[index], outcome_of(run.feedback, prediction))
+            if not versions:
+                self._keep(keys[index], run, versions)
+        return runs  # type: ignore[return-value]
+
+    def _keep(self, key: str, run: Run, versions: tuple[int, ...]) -> None:
+        with self._lock:
+            self._traced[key] = (run, versions)
+            self._traced.move_to_end(key)
+            while len(self._traced) > self.max_kept:
+                self._traced.popitem(last=False)
 
     def outcomes(self, examples: Sequence[Example],
                  values: Mapping[Param, Any] | None = None) -> list[Outcome]:
@@ -115,21 +193,34 @@ class Runner:
             with assigned(values):
                 return self.outcomes(examples)
         current = values_hash(self.params)
-        keys = [self.cache.key(self.namespace, current, e.id) for e in examples]
+        keys = [self.key(current, e) for e in examples]
         found = [self.cache.get(k) for k in keys]
         missing = [i for i, o in enumerate(found) if o is None]
         if missing:
-            fresh = self.map(self._score, [examples[i] for i in missing])
+            fresh = self.map(self._score, [(examples[i], keys[i]) for i in missing])
             for index, outcome in zip(missing, fresh):
                 found[index] = outcome
                 self.cache.set(keys[index], outcome)
         return found  # type: ignore[return-value]
 
-    def _score(self, example: Example) -> Outcome:
-        with torch.no_grad():  # grad mode is per thread: set it in the worker
-            run = self.run(example)
+    def _score(self, example: Example, key: str) -> Outcome:
+        if example.id in self.keep:  # a training example: keep the traced run for backward
+            with torch.enable_grad():  # grad mode is per thread: set it in the worker
+                run = self.run(example, key)
+            self._keep(key, run, self._versions())
+        else:
+            with torch.no_grad():
+                run = self.run(example, key)
         prediction = run.output.value if isinstance(run.output, Node) else run.output
         return outcome_of(run.feedback, prediction)
+
+    def _versions(self) -> tuple[int, ...]:
+        """In-place versions of tensor values: a kept run is stale once one of them changed."""
+        return tuple(p.value._version for p in self.params.values() if isinstance(p.value, torch.Tensor))
+
+
+def _args(item: Any) -> tuple[Any, ...]:
+    return item if isinstance(item, tuple) else (item,)
 
 
 async def _awaited(awaitable: Any) -> Any:
@@ -137,13 +228,16 @@ async def _awaited(awaitable: Any) -> Any:
 
 
 class StepEvaluation:
-    """The ``Evaluation`` a search optimizer gets: this step's minibatch, and a fixed pool of
-    examples (the validation set, else the training set) to race candidates on."""
+    """The ``Evaluation`` every optimizer's step gets: this step's minibatch, a fixed pool of
+    examples (the validation set, else the training set) to race candidates on, and the run's
+    ``accept`` mode for gated optimizers. Every score goes through the runner's cache."""
 
-    def __init__(self, runner: Runner, batch: Sequence[Example], pool: Sequence[Example]) -> None:
+    def __init__(self, runner: Runner, batch: Sequence[Example], pool: Sequence[Example], *,
+                 accept: str | None = None) -> None:
         self.runner = runner
         self.batch = list(batch)
         self.pool = list(pool)
+        self.accept = accept
 
     def __call__(self) -> Feedback:
         outcomes = self.runner.outcomes(self.batch)

@@ -1,40 +1,76 @@
-"""The training history: one ``StepRecord`` per step, kept in the checkpoint and as JSONL."""
+"""The training history: one ``StepRecord`` per step, kept in the checkpoint and as JSONL.
+
+Every number written is finite: a NaN or infinite score is stored as ``null`` (no score), and
+files written before that rule, with ``null`` where a NaN was, still load.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def finite_or_none(number: float | None) -> float | None:
+    """``number`` if it is finite, else ``None``."""
+    return number if number is not None and math.isfinite(number) else None
 
 from graphopt.graph.serialize import atomic_write_bytes
 
 
 class UsageTotals(BaseModel):
-    """Model calls (cache hits apart), tokens and USD."""
+    """Model calls (cache hits apart), tokens, USD, and runs of the workflow.
+
+    ``evaluations`` counts real runs of the workflow on an example; ``distinct_points`` counts
+    the distinct (parameter values, example) pairs among them, so ``distinct_points /
+    evaluations`` is 1.0 when no pair was ever run twice.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    calls: int = 0
-    cached_calls: int = 0
-    tokens: int = 0
-    cost: float = 0.0
+    calls: int = Field(default=0, ge=0)
+    cached_calls: int = Field(default=0, ge=0)
+    tokens: int = Field(default=0, ge=0)
+    cost: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    evaluations: int = Field(default=0, ge=0)
+    distinct_points: int = Field(default=0, ge=0)
 
     def __add__(self, other: UsageTotals) -> UsageTotals:
-        return UsageTotals(calls=self.calls + other.calls,
-                           cached_calls=self.cached_calls + other.cached_calls,
-                           tokens=self.tokens + other.tokens, cost=self.cost + other.cost)
+        return UsageTotals(**{f: getattr(self, f) + getattr(other, f) for f in type(self).model_fields})
+
+    def __sub__(self, other: UsageTotals) -> UsageTotals:
+        return UsageTotals(**{f: max(0, getattr(self, f) - getattr(other, f))
+                              for f in type(self).model_fields})
+
+
+class Rejected(BaseModel):
+    """A gated proposal that was scored and not kept: the scores before and after, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: str
+    score_before: float | None = None
+    score_after: float | None = None
+    params: list[str] = Field(default_factory=list)
+
+    @field_validator("score_before", "score_after", mode="before")
+    @classmethod
+    def _finite(cls, number: Any) -> Any:
+        return finite_or_none(number) if isinstance(number, float) else number
 
 
 class OptimizerRecord(BaseModel):
-    """What one optimizer did in a step."""
+    """What one optimizer did in a step: committed params, a refusal, or a rejected proposal."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     committed: list[str] = Field(default_factory=list)
     refused: str | None = None
+    rejected: Rejected | None = None
 
 
 class StepRecord(BaseModel):
@@ -42,8 +78,8 @@ class StepRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    step: int
-    epoch: int
+    step: int = Field(ge=0)
+    epoch: int = Field(ge=0)
     values_hash: str
     train_score: float | None = None
     val_score: float | None = None
@@ -52,6 +88,16 @@ class StepRecord(BaseModel):
     usage: UsageTotals = Field(default_factory=UsageTotals)
     seconds: float = 0.0
     time: float = 0.0
+
+    @field_validator("train_score", "val_score", "best_score", mode="before")
+    @classmethod
+    def _finite(cls, number: Any) -> Any:
+        return finite_or_none(number) if isinstance(number, float) else number
+
+    @field_validator("seconds", "time", mode="before")
+    @classmethod
+    def _finite_time(cls, number: Any) -> Any:
+        return number if not isinstance(number, float) or math.isfinite(number) else 0.0
 
 
 def write_history(path: str | os.PathLike[str], records: Sequence[StepRecord]) -> None:

@@ -10,7 +10,11 @@ from graphopt.train.history import StepRecord, UsageTotals
 
 
 class TrainResult(BaseModel):
-    """Best values by validation score, the history, usage, and why the run ended."""
+    """Best values by validation score, the history, usage, and why the run ended.
+
+    ``stopped``: ``"completed"``, ``"early_stop"`` or ``"budget"`` (a ``go.Budget`` or
+    ``max_evaluations`` ran out; the checkpoint holds the last completed step).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -24,6 +28,16 @@ class TrainResult(BaseModel):
     steps: int = 0
     stopped: str = "completed"
     checkpoint: str | None = None
+
+    @property
+    def evaluations(self) -> int:
+        """Real runs of the workflow on an example, the cut-short step of a budget stop included."""
+        return self.usage.evaluations
+
+    @property
+    def distinct_points(self) -> int:
+        """Distinct (parameter values, example) pairs among ``evaluations``; equal when none was rerun."""
+        return self.usage.distinct_points
 
     @property
     def improved(self) -> bool:

@@ -1,9 +1,12 @@
 """``Trainer`` and ``optimize``: minibatches, optimizers, validation, checkpoints, history.
 
-One step: zero feedback, run the minibatch (traced, in parallel), send each run's feedback
-backward in example order, step every optimizer (search optimizers get a ``StepEvaluation``),
-validate when due, then append the history line and write the checkpoint. A kill loses at most the
-step in flight; ``resume=path`` restores values, optimizer states, position and random states.
+One step: zero feedback, run the minibatch (traced, in parallel; a run already made when these
+values were scored is reused), send each run's feedback backward in example order, step every
+optimizer with a ``StepEvaluation`` (gated optimizers score their proposal on the minibatch
+before keeping it), validate when due, then append the history line and write the checkpoint.
+A step of several optimizers commits all of their proposals or none: any failure rolls every
+optimizer back to the step's start. A kill loses at most the step in flight; ``resume=path``
+restores values, optimizer states, position and random states.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -24,16 +28,21 @@ from graphopt.graph.module import Module
 from graphopt.graph.node import Node, Param
 from graphopt.llm.ledger import Budget, budget as budget_block
 from graphopt.llm.registry import usage_ledger
-from graphopt.optim.optimizer import Optimizer
+from graphopt.optim.optimizer import Optimizer, check_accept
 from graphopt.plugins.manager import PluginManager
 from graphopt.train.cache import EvalCache
 from graphopt.train.checkpoint import Best, Checkpoint, Position, rng_state, set_rng_state
 from graphopt.train.data import Example, load_examples
 from graphopt.train.evaluate import Metric, Runner, StepEvaluation, outcome_of
-from graphopt.train.history import OptimizerRecord, StepRecord, UsageTotals, append_history, write_history
+from graphopt.train.history import (OptimizerRecord, Rejected, StepRecord, UsageTotals, append_history,
+                                    write_history)
+from graphopt.train.identity import code_identity
+from graphopt.train.lock import PathLock, remove_stale_temporaries
 from graphopt.train.progress import Bar, Quiet, Reporter
 from graphopt.train.result import TrainResult
 from graphopt.train.values import restore, snapshot, values_hash
+
+STEP_ERROR_MODES = ("skip", "raise")
 
 Data = Iterable[Any] | str | os.PathLike[str]
 
@@ -44,7 +53,16 @@ class Trainer:
     ``workflow`` is a callable built from ``@go.op``s (called with an example's input: keyword
     arguments for a dict, else one argument) or a ``go.Module`` (its ``forward``). ``metric(example,
     prediction)`` returns a ``Feedback`` or anything ``Feedback.coerce`` takes; higher scores are
-    better, a loss alone counts as its negation. Each optimizer owns its own parameters.
+    better, a loss alone counts as its negation; a metric that raises, or gives NaN or an
+    infinite number, scores that example ``error_score``. Each optimizer owns its own parameters.
+
+    ``accept`` is the acceptance gate of gated optimizers (LLM, evolution, fewshot: see
+    ``Optimizer``): ``"improve"`` keeps a proposal only if it scores no worse than the current
+    values on the step's minibatch, ``"improve_val"`` also on the validation set, ``"always"``
+    keeps every valid proposal. ``max_evaluations`` caps the real runs of the workflow (reserved
+    before each run; the run stops with ``stopped="budget"``). ``on_step_error``: ``"skip"``
+    records a failed step (rolled back) and goes on, ``"raise"`` stops with
+    ``OptimizerStepError``. The checkpoint and history paths are locked while the run holds them.
     """
 
     def __init__(self, workflow: Callable[..., Any] | Module, train: Data, *, metric: Metric,
@@ -57,14 +75,17 @@ class Trainer:
                  cache: EvalCache | str | os.PathLike[str] | None = None, namespace: str | None = None,
                  quiet: bool = False, reporter: Reporter | None = None, restore_best: bool = True,
                  error_score: float = 0.0, target_key: str = "target",
-                 config: Mapping[str, Any] | None = None,
+                 accept: str = "improve", max_evaluations: int | None = None,
+                 on_step_error: str = "skip", config: Mapping[str, Any] | None = None,
                  plugin_manager: PluginManager | None = None) -> None:
-        for label, number, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1),
-                                   ("concurrency", concurrency, 1)):
-            if isinstance(number, bool) or not isinstance(number, int) or number < low:
-                raise ValueError(f"{label} expects an int >= {low}, got {number!r}")
-        if eval_every is not None and eval_every < 1:
-            raise ValueError(f"eval_every expects an int >= 1 or None, got {eval_every!r}")
+        _check_options(epochs=epochs, batch_size=batch_size, concurrency=concurrency, seed=seed,
+                       patience=patience, min_delta=min_delta, eval_every=eval_every,
+                       error_score=error_score, max_evaluations=max_evaluations,
+                       on_step_error=on_step_error, target_key=target_key, quiet=quiet,
+                       restore_best=restore_best)
+        self.accept = check_accept(accept)
+        self.max_evaluations = max_evaluations
+        self.on_step_error = on_step_error
         self.workflow = workflow
         self.call = workflow.forward if isinstance(workflow, Module) else workflow  # type: ignore[attr-defined]
         self.metric = metric
@@ -91,9 +112,13 @@ class Trainer:
         self.plugin_manager = plugin_manager
         self.reporter: Reporter = reporter or (Quiet() if quiet else Bar())
         self.params = collect_params(workflow, self.optimizers)
+        named = f"{namespace}|" if namespace is not None else ""
         self.runner = Runner(self.call, metric, self.params, cache=self.cache,
-                             namespace=namespace or default_namespace(self.call, metric),
-                             concurrency=concurrency, error_score=error_score)
+                             namespace=named + default_namespace(self.call, metric),
+                             concurrency=concurrency, error_score=error_score,
+                             max_evaluations=max_evaluations)
+        self.runner.keep = frozenset(e.id for e in self.train_set)
+        self.runner.max_kept = max(256, 4 * len(self.train_set))
         self.rng = random.Random(seed)
         self.position = Position()
         self.history: list[StepRecord] = []
@@ -101,10 +126,24 @@ class Trainer:
         self.usage = UsageTotals()
         self._saved: Checkpoint | None = None
         self._by_id = {e.id: e for e in self.train_set}
+        self._counted = UsageTotals()  # evaluations counted before this process (a resumed run)
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        """Run (or continue) training; returns the best values, the history and the usage."""
+        """Run (or continue) training; returns the best values, the history and the usage.
+
+        On ``KeyboardInterrupt`` the values in memory go back to the last checkpoint (which is
+        complete on disk: writes are atomic) and the interrupt propagates; ``position.step`` is
+        the last completed step, from which ``resume=`` continues.
+        """
+        with contextlib.ExitStack() as locks:
+            for label, path in (("checkpoint", self.checkpoint_path), ("history", self.history_path)):
+                if path is not None and not (label == "history" and path == self.checkpoint_path):
+                    locks.enter_context(PathLock(path, label))
+                    remove_stale_temporaries(path)
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         if self.resume_path is not None:
             finished = self._load(self.resume_path)
             if finished is not None:
@@ -113,6 +152,9 @@ class Trainer:
             torch.manual_seed(self.seed)
             if self.history_path is not None:
                 write_history(self.history_path, [])  # a fresh run starts a fresh history
+        self._counted = self.usage
+        if self.max_evaluations is not None:
+            self.runner.max_evaluations = max(0, self.max_evaluations - self.usage.evaluations)
         meter = Budget()
         stopped = "completed"
         self.reporter.start(self.total_steps, self.position.step)
@@ -126,6 +168,10 @@ class Trainer:
             stopped = "budget"
             if self._saved is not None:
                 self._restore_saved(self._saved)
+        except KeyboardInterrupt:
+            if self._saved is not None:
+                self._restore_saved(self._saved)
+            raise
         finally:
             self.reporter.stop()
         if stopped != "budget":
@@ -173,14 +219,9 @@ class Trainer:
             if isinstance(run.output, Node):
                 backward(run.output, run.feedback, plugin_manager=self.plugin_manager)
         train_score = _mean([outcome_of(r.feedback, None).value for r in runs])
-        evaluation = StepEvaluation(self.runner, batch, self.val_set or self.train_set)
-        records = []
-        for opt in self.optimizers:
-            try:
-                committed = opt.step(evaluation)
-                records.append(OptimizerRecord(name=opt.name, committed=sorted(committed or {})))
-            except OptimizerStepError as err:
-                records.append(OptimizerRecord(name=opt.name, refused=str(err)))
+        evaluation = StepEvaluation(self.runner, batch, self.val_set or self.train_set,
+                                    accept=self.accept)
+        records = self._step_optimizers(evaluation)
         for opt in self.optimizers:
             opt.zero_feedback()
         position.offset += len(ids)
@@ -188,7 +229,7 @@ class Trainer:
         val_score = self.validate() if self._validation_due() else None
         stop = None
         if val_score is not None:
-            if self.best is None or val_score > self.best.score + self.min_delta:
+            if self.best is None or self.best.score is None or val_score > self.best.score + self.min_delta:
                 self.best = Best(score=val_score, step=position.step, values=snapshot(self.params))
                 position.stale_rounds = 0
             else:
@@ -200,6 +241,40 @@ class Trainer:
                                 val_score=val_score, best_score=self.best.score if self.best else None,
                                 optimizers=records), meter, before, started)
         return stop
+
+    def _step_optimizers(self, evaluation: StepEvaluation) -> list[OptimizerRecord]:
+        """Step every optimizer; on any failure roll all of them back to the step's start."""
+        records = []
+        for opt in self.optimizers:
+            try:
+                committed = opt.step(evaluation)
+            except BudgetExceeded:
+                raise
+            except Exception as err:  # any failure of any optimizer undoes the whole step
+                reason = (f"optimizer {opt.name!r} failed ({type(err).__name__}: {err}); "
+                          f"the step of every optimizer was rolled back")
+                self._roll_back()
+                if self.on_step_error == "raise":
+                    raise OptimizerStepError(f"step {self.position.step + 1}: {reason}; the checkpoint "
+                                             f"holds step {self.position.step}", optimizer=opt) from err
+                warnings.warn(f"step {self.position.step + 1}: {reason}", RuntimeWarning, stacklevel=2)
+                return [OptimizerRecord(name=o.name, refused=reason if o is opt else f"rolled back: {reason}")
+                        for o in self.optimizers]
+            rejection = opt.last_rejection
+            records.append(OptimizerRecord(
+                name=opt.name, committed=sorted(committed or {}),
+                rejected=None if rejection is None else Rejected(
+                    reason=rejection.reason, score_before=rejection.before,
+                    score_after=rejection.after, params=rejection.params)))
+        return records
+
+    def _roll_back(self) -> None:
+        """Values and optimizer states as the last checkpoint holds them (the step's start)."""
+        if self._saved is None:
+            return
+        restore(self.params, self._saved.params)
+        for opt, state in zip(self.optimizers, self._saved.optimizers):
+            opt.load_state_dict(state)
 
     def _validation_due(self) -> bool:
         position = self.position
@@ -217,13 +292,11 @@ class Trainer:
     # -- records and checkpoints --------------------------------------------------------------
     def _usage(self, meter: Budget) -> UsageTotals:
         return UsageTotals(calls=meter.calls, cached_calls=usage_ledger().cached_calls,
-                           tokens=meter.tokens, cost=meter.usd)
+                           tokens=meter.tokens, cost=meter.usd, evaluations=self.runner.evaluations,
+                           distinct_points=self.runner.distinct_points)
 
     def _record(self, record: StepRecord, meter: Budget, before: UsageTotals, started: float) -> None:
-        now = self._usage(meter)
-        spent = UsageTotals(calls=now.calls - before.calls,
-                            cached_calls=now.cached_calls - before.cached_calls,
-                            tokens=now.tokens - before.tokens, cost=now.cost - before.cost)
+        spent = self._usage(meter) - before
         self.usage = self.usage + spent
         record = record.model_copy(update={"usage": spent, "time": time.time(),
                                            "seconds": time.perf_counter() - started})
@@ -256,15 +329,26 @@ class Trainer:
             raise CheckpointError(f"checkpoint {os.fspath(path)!r} holds {len(saved.optimizers)} "
                                   f"optimizer states, this run has {len(self.optimizers)} optimizers",
                                   path=os.fspath(path))
+        self._check_position(saved.position, path)
         try:
             self._restore_saved(saved)
-        except ParamValidationError as err:
-            raise CheckpointError(f"checkpoint {os.fspath(path)!r} does not fit this run: {err}",
-                                  path=os.fspath(path)) from err
+        except (ParamValidationError, ValueError, TypeError, KeyError, IndexError) as err:
+            raise CheckpointError(f"checkpoint {os.fspath(path)!r} does not fit this run: "
+                                  f"{type(err).__name__}: {err}", path=os.fspath(path)) from err
         self._saved = saved
         if self.history_path is not None:
             write_history(self.history_path, self.history)
         return saved.finished
+
+    def _check_position(self, position: Position, path: Path) -> None:
+        where = os.fspath(path)
+        known = set(self._by_id)
+        if position.order and set(position.order) != known:
+            raise CheckpointError(f"checkpoint {where!r}: field position.order: expected a permutation "
+                                  f"of this run's {len(known)} training ids", path=where)
+        if position.epoch > self.epochs:
+            raise CheckpointError(f"checkpoint {where!r}: field position.epoch: {position.epoch} is past "
+                                  f"this run's {self.epochs} epochs", path=where)
 
     def _restore_saved(self, saved: Checkpoint) -> None:
         restore(self.params, saved.params)
@@ -278,12 +362,16 @@ class Trainer:
 
     def _result(self, stopped: str) -> TrainResult:
         scored = [r.val_score for r in self.history if r.val_score is not None]
+        # What really ran, the part of a step cut short by a budget included.
+        usage = self.usage.model_copy(update={
+            "evaluations": self._counted.evaluations + self.runner.evaluations,
+            "distinct_points": self._counted.distinct_points + self.runner.distinct_points})
         return TrainResult(
             best_values=self.best.values if self.best else snapshot(self.params),
             best_score=self.best.score if self.best else None,
             best_step=self.best.step if self.best else 0,
             initial_score=scored[0] if scored else None, final_score=scored[-1] if scored else None,
-            history=list(self.history), usage=self.usage, steps=self.position.step, stopped=stopped,
+            history=list(self.history), usage=usage, steps=self.position.step, stopped=stopped,
             checkpoint=os.fspath(self.checkpoint_path) if self.checkpoint_path else None)
 
 
@@ -319,11 +407,48 @@ def collect_params(workflow: Any, optimizers: Sequence[Optimizer]) -> dict[str, 
 
 
 def default_namespace(workflow: Callable[..., Any], metric: Callable[..., Any]) -> str:
-    """Names the evaluation cache entries of one workflow judged by one metric."""
-    def qualified(item: Any) -> str:
-        return f"{getattr(item, '__module__', '?')}.{getattr(item, '__qualname__', type(item).__qualname__)}"
-    return f"{qualified(workflow)}|{qualified(metric)}"
+    """Names the evaluation cache entries of one workflow judged by one metric: names and code."""
+    return f"{code_identity(workflow)}|{code_identity(metric)}"
+
+
+def _check_options(**options: Any) -> None:
+    """``ValueError`` naming the first option whose value has the wrong type or range."""
+    def integer(name: str, least: int, optional: bool = False) -> None:
+        value = options[name]
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            expected = f"an int >= {least}" + (" or None" if optional else "")
+            raise ValueError(f"{name} expects {expected}, got {value!r}")
+
+    def number(name: str, least: float | None = None) -> None:
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or (least is not None and value < least):
+            expected = "a finite number" + (f" >= {least:g}" if least is not None else "")
+            raise ValueError(f"{name} expects {expected}, got {value!r}")
+
+    integer("epochs", 0)
+    integer("batch_size", 1)
+    integer("concurrency", 1)
+    if isinstance(options["seed"], bool) or not isinstance(options["seed"], int):
+        raise ValueError(f"seed expects an int, got {options['seed']!r}")
+    integer("patience", 1, optional=True)
+    integer("eval_every", 1, optional=True)
+    integer("max_evaluations", 1, optional=True)
+    number("min_delta", 0.0)
+    number("error_score")
+    for flag in ("quiet", "restore_best"):
+        if not isinstance(options[flag], bool):
+            raise ValueError(f"{flag} expects True or False, got {options[flag]!r}")
+    if not isinstance(options["target_key"], str):
+        raise ValueError(f"target_key expects a str, got {options['target_key']!r}")
+    if options["on_step_error"] not in STEP_ERROR_MODES:
+        raise ValueError(f"on_step_error expects one of {', '.join(map(repr, STEP_ERROR_MODES))}, "
+                         f"got {options['on_step_error']!r}")
 
 
 def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
+    total = sum(values) if values else 0.0
+    mean = total / len(values) if values else 0.0
+    return mean if math.isfinite(mean) else -math.inf
