@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,17 @@ class Feedback(BaseModel):
             return cls(**value)
         raise TypeError(f"cannot make feedback from {type(value).__name__}; expected Feedback, "
                         f"str, number, tensor, exception or dict")
+
+    def non_finite(self) -> str | None:
+        """Which number is NaN or infinite (``"score=nan"``), or ``None`` when all are finite."""
+        if self.score is not None and not math.isfinite(self.score):
+            return f"score={self.score}"
+        if self.loss is not None and not bool(self.loss.detach().isfinite().all()):
+            return f"loss={float(self.loss.detach())}"
+        for name, value in (self.metrics or {}).items():
+            if not math.isfinite(value):
+                return f"metrics[{name!r}]={value}"
+        return None
 
     def describe(self) -> str:
         """One short human-readable line."""
