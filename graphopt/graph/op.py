@@ -2,7 +2,9 @@
 
 With ``trainable=True`` the function's source is itself a code parameter (``fn.code``): the
 current source is compiled once per content hash, and a candidate that fails to compile, raises
-or runs past ``timeout`` yields an ``Error`` node instead of crashing the run.
+or runs past ``timeout`` yields an ``Error`` node instead of crashing the run. Any value other
+than the function's own source runs in a sandboxed worker process (``sandbox="auto"``, see
+``graphopt.runtime.sandbox``); the original runs in-process unless ``sandbox=True``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from graphopt.errors import BudgetExceeded, TraceError
 from graphopt.graph import context
 from graphopt.graph.kinds import CodeKind
 from graphopt.graph.node import Error, Node, Op, Param, _error, _record
+from graphopt.runtime.sandbox.candidate import Candidate
+from graphopt.runtime.sandbox.settings import Mode, check_mode, current_mode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,9 +37,16 @@ class TracedFunction:
     """A function whose every call (while tracing) is recorded as a node."""
 
     def __init__(self, function: Callable[..., Any], *, name: str | None = None,
-                 trainable: bool = False, timeout: float | None = None) -> None:
+                 trainable: bool = False, timeout: float | None = None,
+                 sandbox: Mode | None = None) -> None:
         if not callable(function):
             raise TypeError(f"@op expects a function, got {type(function).__name__}")
+        if sandbox is not None:
+            check_mode(sandbox, f"@op option 'sandbox' of {getattr(function, '__qualname__', function)!r}")
+            if not trainable:
+                raise ValueError(f"@op option 'sandbox' applies to trainable ops; "
+                                 f"{getattr(function, '__qualname__', function)!r} is not trainable")
+        self.sandbox = sandbox
         functools.update_wrapper(self, function)
         self.function = function
         self.is_async = inspect.iscoroutinefunction(function)
@@ -95,7 +106,7 @@ class TracedFunction:
         frame: list = []
         token = _enter(frame)
         try:
-            if self.timeout is None:
+            if self.timeout is None or type(function) is Candidate:  # the sandbox kills on timeout
                 value: Any = function(*positional, **keywords)
             else:
                 value = _run_with_timeout(function, positional, keywords, self.timeout, self.op.name)
@@ -214,23 +225,35 @@ class TracedFunction:
         if isinstance(function, BaseException):
             raise function
         positional, keywords = _raw_arguments(args, kwargs, instance, bound)
-        if self.is_async or self.timeout is None:
+        if self.is_async or self.timeout is None or type(function) is Candidate:
             return function(*positional, **keywords)
         return _run_with_timeout(function, positional, keywords, self.timeout, self.op.name)
 
     # -- trainable code ---------------------------------------------------------------------
     def implementation(self) -> Callable[..., Any] | BaseException:
-        """The function to run: the original, or the compiled current ``code`` value.
+        """The function to run: the original, the compiled current ``code`` value, or a
+        ``Candidate`` that runs it in the sandbox.
 
+        The op's ``sandbox`` (or the context's, see ``graphopt.runtime.sandbox.sandbox``) decides:
+        ``"auto"`` sandboxes every value but the original source, ``True`` all, ``False`` none.
         A candidate that does not compile is returned as the exception, cached by content hash.
         """
-        if self.code is None or self.code.value == self._original_source:
+        if self.code is None:
             return self.function
         source = self.code.value
+        mode = self.sandbox if self.sandbox is not None else current_mode()
+        if mode is not True and source == self._original_source:
+            return self.function
         key = hashlib.sha256(source.encode()).hexdigest()
         compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = self._compile(source)
+        sandboxed = mode is not False
+        if compiled is None or (type(compiled) is Candidate) is not sandboxed \
+                and not isinstance(compiled, SyntaxError):
+            if sandboxed:
+                compiled = Candidate.build(self.op.name, source, key, self.function, is_async=self.is_async,
+                                           timeout=self.timeout, arg_names=self.positional_names)
+            else:
+                compiled = self._compile(source)
             self._compiled[key] = compiled
         return compiled
 
@@ -343,20 +366,24 @@ def op(function: F, /) -> TracedFunction: ...
 
 
 @overload
-def op(*, name: str | None = None, trainable: bool = False,
-       timeout: float | None = None) -> Callable[[F], TracedFunction]: ...
+def op(*, name: str | None = None, trainable: bool = False, timeout: float | None = None,
+       sandbox: Mode | None = None) -> Callable[[F], TracedFunction]: ...
 
 
 def op(function: Callable[..., Any] | None = None, /, *, name: str | None = None,
-       trainable: bool = False, timeout: float | None = None) -> Any:
+       trainable: bool = False, timeout: float | None = None, sandbox: Mode | None = None) -> Any:
     """Trace calls of a function, method or ``async def``: each call becomes a ``Message`` node.
 
     ``@op`` and ``@op(trainable=True, timeout=2.0)`` both work. Arguments may be nodes or plain
     values; the body receives plain values. With ``trainable=True`` the source is the code
     parameter ``fn.code``. Parameters used inside nested ops stay reachable from the result.
+    ``sandbox`` (trainable ops): ``"auto"`` runs every code value but the original source in a
+    sandboxed worker process, ``True`` the original too, ``False`` none; ``None`` (default)
+    follows the context's ``graphopt.runtime.sandbox.sandbox()`` setting, ``"auto"`` unless set.
+    ``timeout`` kills a sandboxed call's worker; without it the sandbox applies its own (10 s).
     """
     def wrap(fn: Callable[..., Any]) -> TracedFunction:
-        return TracedFunction(fn, name=name, trainable=trainable, timeout=timeout)
+        return TracedFunction(fn, name=name, trainable=trainable, timeout=timeout, sandbox=sandbox)
 
     if function is not None:
         return wrap(function)
