@@ -67,3 +67,23 @@ def test_bad_request_gets_400(server: LocalServer) -> None:
 def test_only_loopback_is_served(host: str) -> None:
     with pytest.raises(ValueError, match="expects a loopback address"):
         check_loopback(host)
+
+
+def test_litellm_http_client_talks_to_it_over_ipv4_and_ipv6(client: Client) -> None:
+    from graphopt.llm.litellm_env import load_litellm
+
+    litellm = load_litellm()
+    for host in ("127.0.0.1", "::1"):
+        try:
+            server = make_server(host=host, port=0, client=client)
+        except OSError:  # no IPv6 loopback on this machine
+            continue
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            response = litellm.completion(model="openai/anything", api_base=server.url, api_key="sk-local",
+                                          messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+            assert response.choices[0].message.content == "HI"
+        finally:
+            server.shutdown()
+            server.server_close()
