@@ -31,7 +31,8 @@ class ErrorInfo(BaseModel):
 
 class Feedback(BaseModel):
     """Any of: a critique (``text``), a ``score`` (higher is better), a torch ``loss``, an ``error``,
-    and named ``metrics`` (cost, latency, … for several-objective optimizers).
+    named ``metrics`` (cost, latency, … for several-objective optimizers), and a ``preference``
+    between two outputs compared side by side (1: the first, 0: the second, 0.5: a tie).
 
     Several may be given at once; at least one must be. ``Feedback.coerce`` builds one from a
     string, a number, a tensor, an exception or a dict.
@@ -44,6 +45,7 @@ class Feedback(BaseModel):
     loss: Any = None
     error: ErrorInfo | None = None
     metrics: dict[str, float] | None = None
+    preference: float | None = None
 
     @field_validator("loss")
     @classmethod
@@ -56,11 +58,20 @@ class Feedback(BaseModel):
             raise ValueError(f"loss must be a scalar tensor, got shape {tuple(loss.shape)}")
         return loss
 
+    @field_validator("preference")
+    @classmethod
+    def _check_preference(cls, preference: float | None) -> float | None:
+        if preference is not None and not 0.0 <= preference <= 1.0:  # NaN fails this too
+            raise ValueError(f"preference must be in [0, 1] (1: the first output of the pair is "
+                             f"preferred, 0: the second, 0.5: a tie), got {preference!r}")
+        return preference
+
     @model_validator(mode="after")
     def _not_empty(self) -> Feedback:
         if (self.text is None and self.score is None and self.loss is None and self.error is None
-                and not self.metrics):
-            raise ValueError("feedback needs at least one of text, score, loss, error, metrics")
+                and not self.metrics and self.preference is None):
+            raise ValueError("feedback needs at least one of text, score, loss, error, metrics, "
+                             "preference")
         return self
 
     @classmethod
@@ -103,6 +114,8 @@ class Feedback(BaseModel):
             parts.append(f"loss={float(self.loss.detach()):g}")
         if self.metrics:
             parts.extend(f"{name}={value:g}" for name, value in sorted(self.metrics.items()))
+        if self.preference is not None:
+            parts.append(f"preference={self.preference:g}")
         if self.error is not None:
             parts.append(f"error={self.error.type}: {self.error.message}")
         if self.text is not None:
