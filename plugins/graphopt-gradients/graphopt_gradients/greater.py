@@ -3,14 +3,16 @@
 
 Each step, for each text parameter: the teacher-forced loss of the examples' targets and its
 gradient with respect to the one-hot tokens of the prompt (``PromptLoss.gradient``); at a few
-random positions, the model's own ``lm_topk`` likeliest next tokens, re-ranked by how much the
-gradient says each would lower the loss, give ``topk`` single-token substitutions; all candidates
+random positions, the model's own ``lm_topk`` likeliest next tokens (or the whole vocabulary),
+re-ranked by how much the gradient says each would lower the loss, give ``topk`` single-token
+substitutions; all candidates
 (at most ``candidates``) and the current prompt are scored in batched forward passes, and the best
 is proposed only if its loss is lower than the current one.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -34,8 +36,13 @@ class Greater(Optimizer):
     message), ``"user"`` (``template`` holds ``{prompt}`` and ``{input}`` in one user message) or
     ``None`` (raw text, no chat template). ``model``: ``None`` for the embedded model (shared
     with the ``local/smollm2`` backend, on ``device``), or a ``(model, tokenizer)`` pair of a
-    transformers causal LM. Per group: ``topk`` substitutions per position, ``lm_topk`` next-token
-    candidates they are drawn from, ``positions_per_step``, ``candidates`` scored per step.
+    transformers causal LM. ``dtype``: the precision of the search's forward and backward passes
+    (``"float32"`` by default: bf16 gradients and losses are too coarse to rank one-token edits;
+    a model in another precision is copied once, ``None`` keeps the model as it is). Per group:
+    ``topk`` substitutions per position, drawn from the model's ``lm_topk`` likeliest tokens at
+    that position (GReaTer; ``None``: from the whole vocabulary, as AutoPrompt and GCG do),
+    ``positions_per_step``, ``candidates`` scored per step (with the current prompt, in batched
+    forward passes of at most ``batch_size`` rows).
 
     Like the other optimizers it steps on feedback: ``step()`` does nothing until ``go.backward``
     has reached the parameter since the last ``zero_feedback()``. ``last_step`` reports, per
@@ -47,15 +54,19 @@ class Greater(Optimizer):
 
     def __init__(self, params: ParamsArg, *, examples: Sequence[Any], template: str = INPUT_FIELD,
                  chat: str | None = "system", model: tuple[Any, Any] | None = None, device: str = "auto",
-                 topk: int = 4, lm_topk: int = 64, positions_per_step: int = 4, candidates: int = 16,
-                 batch_size: int = 32, seed: int = 0, plugin_manager: PluginManager | None = None) -> None:
-        require_ints(self.name, {"topk": (topk, 1), "lm_topk": (lm_topk, 1),
+                 dtype: str | None = "float32", topk: int = 4, lm_topk: int | None = 64,
+                 positions_per_step: int = 4, candidates: int = 16, batch_size: int = 32, seed: int = 0,
+                 plugin_manager: PluginManager | None = None) -> None:
+        require_ints(self.name, {"topk": (topk, 1), **({} if lm_topk is None else {"lm_topk": (lm_topk, 1)}),
                                  "positions_per_step": (positions_per_step, 1),
                                  "candidates": (candidates, 1), "batch_size": (batch_size, 1), "seed": (seed, 0)})
         self.examples = _examples(examples)
         _check_template(template, chat)
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"optimizer 'greater': device expects 'auto', 'cpu' or 'cuda', got {device!r}")
+        if dtype is not None and not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+            raise ValueError(f"optimizer 'greater': dtype expects a torch dtype name such as 'float32', "
+                             f"or None, got {dtype!r}")
         if model is not None and not (isinstance(model, (tuple, list)) and len(model) == 2):
             raise ValueError(f"optimizer 'greater': model expects None (the embedded model) or a "
                              f"(model, tokenizer) pair, got {type(model).__name__}")
@@ -65,6 +76,7 @@ class Greater(Optimizer):
         self.chat = chat
         self.device = device
         self.batch_size = batch_size
+        self.dtype = dtype
         self.model = tuple(model) if model is not None else None
         self.seed = seed
         self.iteration = 0
@@ -80,6 +92,10 @@ class Greater(Optimizer):
 
                 self.model = embedded_model(self.device)
             module, tokenizer = self.model
+            wanted = getattr(torch, self.dtype) if self.dtype is not None else None
+            if wanted is not None and next(module.parameters()).dtype != wanted:
+                # A copy: the embedded model is shared with the local backend, which keeps bf16.
+                module = copy.deepcopy(module).to(wanted)
             device = next(module.parameters()).device
             self._loss = PromptLoss(module, tokenizer, self.examples, template=self.template, chat=self.chat,
                                     device=device, batch_size=self.batch_size)
@@ -134,7 +150,7 @@ class Greater(Optimizer):
             allowed[:vocab] = True
             allowed[loss_fn.forbidden.to(grad.device)] = False
             allowed[ids[position]] = False
-            if next_logits is not None:
+            if next_logits is not None and group["lm_topk"] is not None:
                 likely = next_logits[position].to(grad.device).masked_fill(~allowed, -math.inf)
                 pool = likely.topk(min(group["lm_topk"], int(allowed.sum()))).indices
             else:

@@ -73,6 +73,9 @@ class PromptLoss:
         self.forward_rows = 0  # rows (sequences) run through the model so far, for budgets and reports
         self.examples = [self._example(template, chat, x, y) for x, y in examples]
         special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        # Chat markers such as <|im_end|> are added tokens that all_special_ids may not list.
+        special |= {i for i, token in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).items()
+                    if getattr(token, "special", False)}
         self.forbidden = torch.tensor(sorted(special), dtype=torch.long, device=device)
 
     def _example(self, template: str, chat: str | None, input_text: str, target: str) -> Example:

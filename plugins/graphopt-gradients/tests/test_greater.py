@@ -25,7 +25,7 @@ def planted():
 
 def greater(prompt, model, **options):
     config = {"examples": EXAMPLES, "template": "{input}{prompt}", "chat": None, "model": model,
-              "topk": 2, "lm_topk": 258, "positions_per_step": 2, "candidates": 4, **options}
+              "topk": 2, "lm_topk": None, "positions_per_step": 2, "candidates": 4, **options}
     return go.optimizer("greater", [prompt], **config)
 
 
@@ -101,7 +101,7 @@ def test_does_nothing_without_feedback(planted):
 def test_an_edit_that_does_not_read_back_as_the_same_tokens_is_skipped(planted):
     model, tokenizer = planted
     prompt = go.param("hk", name="prompt")
-    opt = greater(prompt, planted, topk=258, candidates=1000)
+    opt = greater(prompt, planted, topk=258, candidates=1000)  # every byte at both positions
     loss_fn = opt.prompt_loss()
     ids = loss_fn.encode("hk")
     _, grad, next_logits = loss_fn.gradient(ids)
