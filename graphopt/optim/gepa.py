@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 from graphopt.errors import OptimizerStepError, ParamValidationError
@@ -25,6 +26,7 @@ from graphopt.graph.node import Param
 from graphopt.graph.render import CHARS_PER_TOKEN, show, truncate
 from graphopt.llm.client import Client
 from graphopt.optim import rewrite
+from graphopt.optim.echoes import Scaffold
 from graphopt.optim.evaluation import Evaluation, as_evaluation
 from graphopt.optim.objective import distinct_feedback
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
@@ -34,6 +36,7 @@ from graphopt.plugins.manager import PluginManager, hookimpl
 
 Values = dict[str, Any]
 SELECTIONS = ("pareto", "current_best", "epsilon_greedy")
+_FENCED = re.compile(r"```.*?```", re.S)
 
 
 class Candidate:
@@ -215,7 +218,8 @@ class GEPA(Optimizer):
                                      "workflow and returns its score", optimizer=self)
         runs = collect_runs(self.params)
         report: dict[str, Any] = {"iterations": 0, "accepted": [], "rejected": 0, "merges": 0,
-                                  "reason": None}
+                                  "refused": [], "reason": None}
+        self.last_step = report
         spent = self.evaluations
         self._sync(evaluation)
         for _ in range(self.iterations):
@@ -236,7 +240,6 @@ class GEPA(Optimizer):
         report["evaluations"] = self.evaluations - spent
         best = self.best()
         report["best"] = best.id
-        self.last_step = report
         by_name = {n: p for p, n in self.param_names.items()}
         return {by_name[n]: v for n, v in best.values.items() if v != by_name[n].value}
 
@@ -322,7 +325,12 @@ class GEPA(Optimizer):
     def _rewrite(self, values: Values, target: Param, name: str, prompt: str, seed: int) -> Values | None:
         value = rewrite.ask(self.client, prompt, max_tokens=self.max_tokens,
                             temperature=self.temperature, seed=seed)
-        if not value.strip() or value == values[name]:
+        # Quoted values are the user's; everything else in the prompt is scaffolding.
+        scaffold = Scaffold.of([{"role": "user", "content": prompt}], self.param_names.values(),
+                               instructions=[_FENCED.sub(" ", prompt)])
+        reason = scaffold.echo(value, values[name])
+        if reason is not None:
+            self.last_step["refused"].append(f"{name}: {reason}")
             return None
         try:
             checked = target.validate(value)

@@ -138,6 +138,21 @@ def test_params_are_rewritten_round_robin_per_candidate():
     assert asked == ["system", "style"]
 
 
+def test_scaffolding_echoes_are_refused_before_any_evaluation():
+    system = go.param("Answer.", name="system")
+    replies = iter(["Traced runs (with the values in use when they ran)", "system", "Answer.",
+                    "Answer in digits."])
+    client = scripted_client(lambda messages, params: fence(next(replies)))
+    opt = go.optimizer("gepa", [system], llm=client, iterations=4, minibatch_size=2, seed=0)
+    feed(system)
+    evaluation = TableEvaluation(lambda v, i: float("digits" in v["system"]))
+    opt.step(evaluation)
+    assert len(opt.last_step["refused"]) == 3
+    assert {values for values, _ in evaluation.scored} == {'{"system": "Answer."}',
+                                                           '{"system": "Answer in digits."}'}
+    assert system.value == "Answer in digits."
+
+
 # -- merge --------------------------------------------------------------------------------------
 def score_two_params(values: dict[str, Any], example: int) -> float:
     """Examples 0-1 reward system 'S2', examples 2-3 reward format 'F2'."""

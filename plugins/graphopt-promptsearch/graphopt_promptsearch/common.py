@@ -2,13 +2,15 @@
 
 Rewrites go through ``graphopt.optim.rewrite`` (the model protocol only): a request built from
 the current value and what went wrong, a reply cut to its fenced block, validated against the
-parameter. A reply that is empty, unchanged or invalid is no candidate.
+parameter. A reply that is empty, unchanged, an echo of the request's own scaffolding
+(``graphopt.optim.echoes``) or invalid is no candidate.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 from typing import Any, Mapping, Sequence
 
 from graphopt.errors import ParamValidationError
@@ -16,9 +18,12 @@ from graphopt.graph.node import Param
 from graphopt.graph.render import truncate
 from graphopt.llm.client import Client
 from graphopt.optim import rewrite
+from graphopt.optim.echoes import Scaffold
 from graphopt.optim.evaluation import Evaluation
 
 Values = dict[str, Any]
+
+_FENCED = re.compile(r"```.*?```", re.S)
 
 
 def rewrite_value(client: Client, target: Param, name: str, values: Mapping[str, Any], *,
@@ -26,13 +31,21 @@ def rewrite_value(client: Client, target: Param, name: str, values: Mapping[str,
     """``values`` with ``name`` replaced by the model's answer to ``prompt``; ``None`` when the
     answer is empty, unchanged or refused by the parameter."""
     value = rewrite.ask(client, prompt, max_tokens=max_tokens, temperature=temperature, seed=seed)
-    if not value.strip() or value == values[name]:
+    if echo(prompt, value, values[name], values) is not None:
         return None
     try:
         checked = target.validate(value)
     except ParamValidationError:
         return None
     return {**values, name: checked}
+
+
+def echo(prompt: str, value: str, current: Any, values: Mapping[str, Any]) -> str | None:
+    """Why ``value`` only repeats the request's own scaffolding (its words outside the quoted
+    values, its titles, a parameter's name) or is empty or unchanged; ``None`` when it does not."""
+    scaffold = Scaffold.of([{"role": "user", "content": prompt}], values,
+                           instructions=[_FENCED.sub(" ", prompt)])
+    return scaffold.echo(value, current)
 
 
 def error_prompt(target: Param, name: str, value: str, failures: Sequence[str],

@@ -124,3 +124,15 @@ def test_options_are_checked():
         go.optimizer("mcts", [go.param("A", name="system")], width=0)
     with pytest.raises(ValueError, match="exploration"):
         go.optimizer("mcts", [go.param("A", name="system")], exploration=-1.0)
+
+
+def test_scaffolding_echoes_are_dead_ends_never_scored():
+    system = go.param("Answer", name="system")
+    replies = iter(["These runs went wrong:", "system", "Answer", "Answer in digits"])
+    client = scripted_client(lambda messages, params: f"```text\n{next(replies)}\n```")
+    scored = []
+    opt = go.optimizer("mcts", [system], llm=client, iterations=4, width=1, depth=1, seed=0)
+    go.backward(answer(system, "2+2?"), go.Feedback(score=0.0, text="expected 4"))
+    opt.step(TableEvaluation(lambda values, i: scored.append(values["system"]) or 0.0))
+    assert opt.dead_ends == 3
+    assert set(scored) == {"Answer", "Answer in digits"}
