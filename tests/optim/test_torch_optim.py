@@ -72,3 +72,17 @@ def test_refused_state_dict_leaves_the_optimizer_untouched(plugin_manager):
     with pytest.raises(go.ParamValidationError, match="state dict is for 'SGD', not 'Adam'"):
         adam.load_state_dict(sgd_state)
     assert adam.param_groups[0]["lr"] == 0.1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan-loss", "inf-loss"])
+def test_a_non_finite_gradient_is_refused_with_the_tensors_unchanged(plugin_manager, bad):
+    w = go.param(torch.ones(3, requires_grad=True), name="w")
+    opt = go.optimizer("torch", [w], algorithm="SGD", lr=0.1, plugin_manager=plugin_manager)
+    go.backward((w * torch.tensor([1.0, bad, 1.0])).sum())
+    before = w.value.detach().clone()
+    with pytest.raises(go.OptimizerStepError, match="non-finite gradient .* in 'w'"):
+        opt.step()
+    assert torch.equal(w.value.detach(), before)
+    opt.zero_feedback()
+    go.backward((w * 2).sum())
+    assert opt.step() and torch.allclose(w.value.detach(), before - 0.2)
