@@ -127,7 +127,7 @@ def _snapshot(receiver: Any, blobs: list[bytes]) -> dict[str, Any]:
             blobs.extend(mine)
             attributes[name] = _shift(attributes[name], offset)
     cls = receiver if isinstance(receiver, type) else type(receiver)
-    return {"class": cls.__qualname__, "attributes": attributes}
+    return {"class": cls.__name__, "attributes": attributes}
 
 
 def _shift(data: Any, offset: int) -> Any:
