@@ -302,3 +302,26 @@ def test_gepa_passes_the_conformance_kit(check, surrogate):
 
     check("gepa", config={"llm": scripted_client(revise), "seed": 0, "surrogate": surrogate},
           plugin_manager=testing.default_plugin_manager())
+
+
+def test_gepa_in_the_trainer_scores_on_validation_and_keeps_lineage():
+    system = go.param("Answer.", name="system")
+
+    @go.op
+    def classify(system: str, text: str) -> str:
+        if "sentiment" in system:
+            return "pos" if "good" in text else "neg"
+        return "pos"
+
+    data = [{"text": t, "target": y} for t, y in
+            (("good film", "pos"), ("bad film", "neg"), ("good day", "pos"), ("bad day", "neg"))]
+    client = scripted_client(lambda messages, params: fence("Classify the sentiment."))
+    opt = go.optimizer("gepa", [system], llm=client, minibatch_size=2, seed=0, surrogate=True)
+    result = go.optimize(lambda text: classify(system, text), data, val=data, optimizers=opt,
+                         metric=lambda example, prediction: float(prediction == example.target),
+                         batch_size=2, quiet=True)
+    assert (result.initial_score, result.best_score) == (0.5, 1.0)
+    assert system.value == "Classify the sentiment."
+    assert [(item["origin"], item["parents"], item["score"]) for item in opt.lineage()] == [
+        ("seed", [], 0.5), ("mutation:system", [0], 1.0)]
+    assert opt.surrogate.stats()["hit_rate"] == 1.0
