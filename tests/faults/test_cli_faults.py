@@ -233,3 +233,89 @@ def test_an_internal_error_is_one_line_exit_1_and_names_debug(project, monkeypat
     (line,) = done.stderr.strip().splitlines()
     assert done.exit_code == 1
     assert line == "error: internal error KeyError: 'a graphopt bug' (rerun with --debug for the traceback)"
+
+
+SIGNALLING_FLOW = textwrap.dedent('''
+    import os
+    import signal
+    import time
+
+    import graphopt as go
+
+    offset = go.param(0, name="offset", space=go.Int(-5, 5))
+    CALLS = []
+
+    @go.op
+    def shift(x, offset):
+        return x + offset
+
+    def flow(x):
+        return shift(x, offset)
+
+    def closeness(example, prediction):
+        CALLS.append(1)
+        if len(CALLS) == int(os.environ.get("SIGNAL_AT_CALL", "0")):
+            os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL_NAME"]))
+        time.sleep(float(os.environ.get("METRIC_SECONDS", "0")))
+        return -abs(prediction - example.target)
+''')
+
+
+def signalling_run(project: Path, name: str) -> list[str]:
+    (project / f"{name}.py").write_text(SIGNALLING_FLOW)
+    return ["run", f"{name}.py:flow", "--data", "train.jsonl", "--metric", f"{name}.py:closeness",
+            "--optimizer", "random", "--epochs", "3", "--batch-size", "1", "--concurrency", "1",
+            "--checkpoint", "run.ckpt.json", "-q"]
+
+
+@pytest.mark.parametrize(("signal_name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_stops_the_run_at_a_checkpoint_and_resume_finishes_it(project, monkeypatch, signal_name, code):
+    from graphopt.train import Checkpoint
+
+    monkeypatch.setenv("SIGNAL_NAME", signal_name)
+    monkeypatch.setenv("SIGNAL_AT_CALL", "9")  # 4 validation calls, then a step or two
+    done = invoke(*signalling_run(project, f"flow_{signal_name.lower()}"))
+    assert done.exit_code == code, done.output
+    saved = Checkpoint.load(project / "run.ckpt.json")
+    assert saved.finished is None and 1 <= saved.position.step < 12
+    assert done.stderr.strip().splitlines() == [
+        f"interrupted at step {saved.position.step}; resume with: graphopt resume "
+        f"{project / 'run.ckpt.json'}"]
+    resumed = invoke("resume", "run.ckpt.json", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    finished = Checkpoint.load(project / "run.ckpt.json")
+    assert finished.finished == "completed" and finished.position.step == 12
+
+
+def test_sigterm_to_a_real_graphopt_run_process(project):
+    import signal as signals
+    import subprocess
+    import sys
+    import time
+
+    from graphopt.train import Checkpoint
+
+    env = {**os.environ, "METRIC_SECONDS": "0.2", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "graphopt", *signalling_run(project, "flow_slow")],
+                               cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = project / "run.ckpt.json"
+    try:
+        deadline = time.monotonic() + 90
+        while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert checkpoint.exists(), process.communicate(timeout=30)
+        process.send_signal(signals.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    saved = Checkpoint.load(checkpoint)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == \
+        f"interrupted at step {saved.position.step}; resume with: graphopt resume {checkpoint}"
+    resumed = subprocess.run([sys.executable, "-m", "graphopt", "resume", str(checkpoint), "-q"], cwd=project,
+                             env={**os.environ}, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert Checkpoint.load(checkpoint).finished == "completed"
