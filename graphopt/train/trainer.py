@@ -257,7 +257,8 @@ class Trainer:
                 if self.on_step_error == "raise":
                     raise OptimizerStepError(f"step {self.position.step + 1}: {reason}; the checkpoint "
                                              f"holds step {self.position.step}", optimizer=opt) from err
-                warnings.warn(f"step {self.position.step + 1}: {reason}", RuntimeWarning, stacklevel=2)
+                if not isinstance(err, OptimizerStepError):  # a refusal is routine; a crash is not
+                    warnings.warn(f"step {self.position.step + 1}: {reason}", RuntimeWarning, stacklevel=2)
                 return [OptimizerRecord(name=o.name, refused=reason if o is opt else f"rolled back: {reason}")
                         for o in self.optimizers]
             rejection = opt.last_rejection
