@@ -1,19 +1,26 @@
-"""Tracing and backward cost per node for chain, fan-in and tree graphs at 1k, 10k, 100k ops.
+"""Tracing and backward cost per node for chain, fan-in and tree graphs at 1k, 10k, 100k and 1M ops.
 
 ``minimal_node`` builds the same chain from a bare slotted class (micrograd's shape), so the
-ratio of graphopt's tracing to the floor is read within one run.
+ratio of graphopt's tracing to the floor is read within one run. ``python benchmarks/bench_graph.py``
+prints µs per op and the exponent between sizes (1.0 is linear: flat µs/op); the 1M sizes run one
+timed round (pytest-benchmark) or the best of ``ROUNDS_LARGE`` (the table).
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
+import math
+import sys
+import time
 
 import pytest
 
 import graphopt as go
 from graphopt.graph.walk import minimal_subgraph
 
-SIZES = [1_000, 10_000, 100_000]
+SIZES = [1_000, 10_000, 100_000, 1_000_000]
+ROUNDS_LARGE = 1
 _ids = itertools.count()
 
 
@@ -47,6 +54,13 @@ def combine(a, b):
     return a + b
 
 
+def op_chain(n):
+    node = go.param(0, name="p")
+    for _ in range(n):
+        node = combine(node, node)
+    return node
+
+
 def leaves(n):
     return [go.param(i, name=f"p{i}") for i in range(n)]
 
@@ -66,30 +80,44 @@ def tree(n, params=None):
     return level[0]
 
 
+BUILDERS = {"chain": chain, "op_chain": op_chain, "fan_in": fan_in, "tree": tree}
+
+
+def _rounds(n):
+    return 1 if n >= 1_000_000 else 5
+
+
 @pytest.mark.parametrize("n", SIZES)
 def test_trace_minimal_node_floor(benchmark, n):
     benchmark.group = f"trace-{n}"
-    benchmark.extra_info["per_op_us"] = None
-    benchmark.pedantic(minimal_chain, args=(n,), rounds=5, iterations=1)
+    benchmark.pedantic(minimal_chain, args=(n,), rounds=_rounds(n), iterations=1)
     benchmark.extra_info["per_op_us"] = benchmark.stats.stats.median / n * 1e6
 
 
-@pytest.mark.parametrize("shape", ["chain", "fan_in", "tree"])
+@pytest.mark.parametrize("n", SIZES)
+def test_params(benchmark, n):
+    """Leaf parameters alone (what fan-in and tree are built from)."""
+    benchmark.group = f"trace-{n}"
+    benchmark.pedantic(leaves, args=(n,), rounds=_rounds(n), iterations=1)
+    benchmark.extra_info["per_param_us"] = benchmark.stats.stats.median / n * 1e6
+
+
+@pytest.mark.parametrize("shape", ["chain", "op_chain", "fan_in", "tree"])
 @pytest.mark.parametrize("n", SIZES)
 def test_trace(benchmark, shape, n):
     """Ops only: the leaf parameters of fan-in and tree are made outside the timed region."""
     benchmark.group = f"trace-{n}"
-    if shape == "chain":
-        benchmark.pedantic(chain, args=(n,), rounds=5, iterations=1)
+    if shape in ("chain", "op_chain"):
+        benchmark.pedantic(BUILDERS[shape], args=(n,), rounds=_rounds(n), iterations=1)
     else:
-        build = {"fan_in": fan_in, "tree": tree}[shape]
         count = n if shape == "fan_in" else n // 2 + 1
-        benchmark.pedantic(build, setup=lambda: ((n, leaves(count)), {}), rounds=5, iterations=1)
+        benchmark.pedantic(BUILDERS[shape], setup=lambda: ((n, leaves(count)), {}),
+                           rounds=_rounds(n), iterations=1)
     benchmark.extra_info["per_op_us"] = benchmark.stats.stats.median / n * 1e6
 
 
 @pytest.mark.parametrize("shape", ["chain", "fan_in", "tree"])
-@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("n", SIZES[:3])
 def test_backward(benchmark, shape, n):
     output = {"chain": chain, "fan_in": fan_in, "tree": tree}[shape](n)
 
@@ -101,3 +129,39 @@ def test_backward(benchmark, shape, n):
     benchmark.group = f"backward-{shape}"
     benchmark.pedantic(run, rounds=5, iterations=1)
     benchmark.extra_info["per_node_us"] = benchmark.stats.stats.median / n * 1e6
+
+
+def _time(shape, n, rounds):
+    """Best wall time of ``rounds`` builds; the leaves of fan-in and tree are made untimed."""
+    best = math.inf
+    for _ in range(rounds):
+        if shape == "params":
+            args = (n,)
+            build = leaves
+        elif shape == "minimal":
+            args, build = (n,), minimal_chain
+        elif shape in ("fan_in", "tree"):
+            args, build = (n, leaves(n if shape == "fan_in" else n // 2 + 1)), BUILDERS[shape]
+        else:
+            args, build = (n,), BUILDERS[shape]
+        start = time.perf_counter()
+        result = build(*args)
+        best = min(best, time.perf_counter() - start)
+        del result, args
+        gc.collect()
+    return best
+
+
+def main(sizes=SIZES) -> None:
+    shapes = ["minimal", "params", "chain", "op_chain", "fan_in", "tree"]
+    print(f"{'shape':10}" + "".join(f"{n:>12,}" for n in sizes) + "   exponents (µs/op flat = 1.00)")
+    for shape in shapes:
+        seconds = [_time(shape, n, ROUNDS_LARGE if n >= 1_000_000 else 3) for n in sizes]
+        per_op = "".join(f"{s / n * 1e6:10.2f}µs" for s, n in zip(seconds, sizes))
+        exponents = " ".join(f"{math.log(seconds[i + 1] / seconds[i]) / math.log(sizes[i + 1] / sizes[i]):.2f}"
+                             for i in range(len(sizes) - 1))
+        print(f"{shape:10}{per_op}   {exponents}", flush=True)
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or SIZES)

@@ -14,11 +14,13 @@ from typing import Any, Callable, Iterator
 
 import graphopt  # attribute access at call time only: Node.backward delegates to graphopt.feedback
 from graphopt.errors import BudgetExceeded, ParamValidationError
-from graphopt.graph import context
+from graphopt.graph import context, pacing
 from graphopt.graph.kinds import ParamKind, infer_kind
 from graphopt.graph.space import Space
 
-_ids = itertools.count()
+_next_id = itertools.count(1).__next__
+_PACE_MASK = pacing.PACE_MASK
+_current = context.current
 
 
 class Op:
@@ -45,15 +47,17 @@ class Node:
     dictionary keys is identity; ``a == b`` is an op yielding a node.
     """
 
-    __slots__ = ("value", "parents", "op", "id", "name")
+    __slots__ = ("value", "parents", "op", "id", "name", "__weakref__")
 
     def __init__(self, value: Any, *, name: str | None = None,
                  parents: tuple[Node, ...] = (), op: Op | None = None) -> None:
         self.value = value
         self.parents = parents
         self.op = op
-        self.id = next(_ids)
+        self.id = node_id = _next_id()
         self.name = name
+        if not node_id & _PACE_MASK:
+            pacing.grown(self)
 
     @property
     def label(self) -> str:
@@ -148,15 +152,22 @@ class Param(Node):
     def __init__(self, value: Any, *, name: str | None = None, space: Space | None = None,
                  kind: ParamKind | None = None, trainable: bool = True,
                  description: str = "") -> None:
-        super().__init__(value, name=name)
+        # Node.__init__ inlined: a leaf parameter costs about what an op's node costs.
+        self.value = value
+        self.parents = ()
+        self.op = None
+        self.id = node_id = _next_id()
+        self.name = name
+        self.trainable = trainable
+        self.description = description
+        self.feedback: list[Any] = []
         try:
             self.kind = kind or infer_kind(value, space)
         except ValueError as err:
             raise ParamValidationError(f"param {name!r}: {err}", param=self, value=space) from err
-        self.trainable = trainable
-        self.description = description
-        self.feedback: list[Any] = []
         self.value = self.validate(value)
+        if not node_id & _PACE_MASK:
+            pacing.grown(self)
 
     @property
     def space(self) -> Space | None:
@@ -197,11 +208,13 @@ class Message(Node):
         self.value = value
         self.parents = parents
         self.op = op
-        self.id = next(_ids)
+        self.id = node_id = _next_id()
         self.name = None
         self.arg_names = arg_names
         self.constants = constants
         self.info = info
+        if not node_id & _PACE_MASK:
+            pacing.grown(self)
 
     @property
     def inputs(self) -> dict[str, Node]:
@@ -278,46 +291,66 @@ def _upstream_error(parents: tuple[Node, ...]) -> BaseException | None:
     return None
 
 
+_OPERAND = ("operand",)
+_LEFT_RIGHT = ("left", "right")
+_LEFT = ("left",)
+_RIGHT = ("right",)
+
+
 def unary(op: Op, operand: Node) -> Any:
     """Apply a one-argument op to a node."""
-    state = context.current()
+    state = _current()
     if not state.enabled:
         return op.function(operand.value)
     parents = (operand,)
     if type(operand) is Error:
-        return _error(state, op, operand.value, parents, ("operand",), None)
+        return _error(state, op, operand.value, parents, _OPERAND, None)
     try:
         value = op.function(operand.value)
     except Exception as exc:
-        return _error(state, op, exc, parents, ("operand",), None)
-    return _record(state, op, value, parents, ("operand",), None)
+        return _error(state, op, exc, parents, _OPERAND, None)
+    node = Message(value, parents, op, _OPERAND)
+    if state.frame is not None:
+        state.frame.append(node)
+    return node
 
 
 def binary(op: Op, left: Any, right: Any) -> Any:
     """Apply a two-argument op; either side may be a node or a constant."""
-    state = context.current()
+    # The hot path of operator tracing: one Message and its parents tuple are the only objects
+    # made per call when both sides are nodes (a constant adds its one-entry dict).
+    state = _current()
     if isinstance(left, Node):
         if isinstance(right, Node):
-            parents, names, constants = (left, right), ("left", "right"), None
+            if not state.enabled:
+                return op.function(left.value, right.value)
+            parents, names, constants = (left, right), _LEFT_RIGHT, None
+            failed = type(left) is Error or type(right) is Error
             lv, rv = left.value, right.value
         else:
-            parents, names, constants = (left,), ("left",), {"right": right}
+            if not state.enabled:
+                return op.function(left.value, right)
+            parents, names, constants = (left,), _LEFT, {"right": right}
+            failed = type(left) is Error
             lv, rv = left.value, right
     else:
-        parents, names, constants = (right,), ("right",), {"left": left}
+        if not state.enabled:
+            return op.function(left, right.value)
+        parents, names, constants = (right,), _RIGHT, {"left": left}
+        failed = type(right) is Error
         lv, rv = left, right.value
-    if not state.enabled:
-        return op.function(lv, rv)
-    upstream = _upstream_error(parents)
-    if upstream is not None:
-        return _error(state, op, upstream, parents, names, constants)
+    if failed:
+        return _error(state, op, _upstream_error(parents), parents, names, constants)
     try:
         value = op.function(lv, rv)
     except _MissingAttribute:
         raise
     except Exception as exc:
         return _error(state, op, exc, parents, names, constants)
-    return _record(state, op, value, parents, names, constants)
+    node = Message(value, parents, op, names, constants)
+    if state.frame is not None:
+        state.frame.append(node)
+    return node
 
 
 def call(op: Op, function: Callable[..., Any], args: tuple[Any, ...], arg_names: tuple[str, ...],
