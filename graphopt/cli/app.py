@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from graphopt.cli import cache, demo, run, serve, show
@@ -11,6 +12,7 @@ from graphopt.cli.errors import CliState, GraphoptGroup
 from graphopt.plugins.manager import PluginManager, get_plugin_manager
 
 app = typer.Typer(name="graphopt", cls=GraphoptGroup, no_args_is_help=True, add_completion=False,
+                  rich_markup_mode=None,
                   pretty_exceptions_enable=False,
                   help="Optimize AI workflows the way PyTorch optimizes neural networks.")
 
@@ -50,10 +52,10 @@ def plugins_table(manager: PluginManager) -> Table:
     """One row per contribution: its table, name, plugin and distribution."""
     table = Table(title="graphopt plugins")
     for column in ("table", "name", "plugin", "distribution"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for table_name, entries in manager.tables().items():
         for name, entry in sorted(entries.items()):
-            table.add_row(table_name, name, entry.plugin, entry.distribution or "-")
+            table.add_row(table_name, escape(name), escape(entry.plugin), escape(entry.distribution or "-"))
     return table
 
 
@@ -61,10 +63,10 @@ def failures_table(manager: PluginManager) -> Table:
     """One row per plugin that could not be imported or registered, with the error."""
     table = Table(title="plugins that failed to load", style="red")
     for column in ("plugin", "distribution", "entry point", "error"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for failure in manager.failures:
-        table.add_row(failure.name, failure.distribution or "-", failure.entry_point or "-",
-                      failure.reason)
+        table.add_row(escape(failure.name), escape(failure.distribution or "-"),
+                      escape(failure.entry_point or "-"), escape(failure.reason))
     return table
 
 

@@ -12,7 +12,8 @@ from graphopt.llm.cache import shared_cache
 from graphopt.llm.config import load_settings
 from graphopt.train.cache import EvalCache
 
-app = typer.Typer(name="cache", no_args_is_help=True, help="Inspect or empty graphopt's caches.")
+app = typer.Typer(name="cache", no_args_is_help=True, rich_markup_mode=None,
+                  help="Inspect or empty graphopt's caches.")
 
 
 def _caches(cache_dir: Optional[str]) -> dict[str, tuple[str, object]]:

@@ -64,3 +64,18 @@ def test_python_dash_m_graphopt_runs_the_command_line():
                           env={**os.environ, "COLUMNS": "200"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert ["optimizers", "spsa", "graphopt.optim.spsa", "graphopt"] in rows(done.stdout)
+
+
+def test_help_has_no_type_noise_on_flags():
+    result = CliRunner().invoke(app, ["run", "--help"])
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output and "--quiet" in result.output
+
+
+def test_plugins_exits_1_when_a_plugin_failed(plugin_manager, monkeypatch):
+    app_module = sys.modules["graphopt.cli.app"]  # graphopt.cli.app is also the Typer object's name
+    plugin_manager.failures.append(PluginLoadFailure("broken", "graphopt-broken", ImportError("gone")))
+    monkeypatch.setattr(app_module, "get_plugin_manager", lambda: plugin_manager)
+    result = CliRunner().invoke(app, ["plugins"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "broken" in result.output
