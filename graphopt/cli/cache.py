@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import sqlite3
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from graphopt.llm.cache import shared_cache
@@ -16,10 +18,19 @@ app = typer.Typer(name="cache", no_args_is_help=True, rich_markup_mode=None,
                   help="Inspect or empty graphopt's caches.")
 
 
-def _caches(cache_dir: Optional[str]) -> dict[str, tuple[str, object]]:
+def _caches(cache_dir: Optional[str]) -> dict[str, tuple[str, Callable[[], Any]]]:
     settings = load_settings(cache_dir=cache_dir)
-    return {"llm replies": (str(settings.llm_cache_dir), shared_cache(settings.llm_cache_dir)),
-            "evaluations": (str(settings.cache_dir / "eval"), EvalCache(settings.cache_dir / "eval"))}
+    return {"llm replies": (str(settings.llm_cache_dir), lambda: shared_cache(settings.llm_cache_dir)),
+            "evaluations": (str(settings.cache_dir / "eval"), lambda: EvalCache(settings.cache_dir / "eval"))}
+
+
+def _use(name: str, directory: str, action: Callable[[], Any]) -> Any:
+    """``action()``, with a corrupt or unreadable cache database named in one line."""
+    try:
+        return action()
+    except sqlite3.DatabaseError as err:
+        raise ValueError(f"{name} cache {directory!r}: its database is unreadable ({err}); remove the "
+                         f"directory to start afresh") from err
 
 
 @app.command()
@@ -28,8 +39,9 @@ def stats(cache_dir: Optional[str] = typer.Option(None, help="cache root (defaul
     table = Table(title="graphopt caches")
     for column in ("cache", "entries", "directory"):
         table.add_column(column)
-    for name, (directory, cache) in _caches(cache_dir).items():
-        table.add_row(name, str(len(cache)), directory)  # type: ignore[arg-type]
+    for name, (directory, open_cache) in _caches(cache_dir).items():
+        entries = _use(name, directory, lambda: len(open_cache()))
+        table.add_row(name, str(entries), escape(directory))
     Console().print(table)
 
 
@@ -39,7 +51,7 @@ def clear(cache_dir: Optional[str] = typer.Option(None, help="cache root (defaul
           evaluations: bool = typer.Option(True, "--eval/--no-eval", help="clear the evaluation cache")) -> None:
     """Remove cached entries (both caches unless one is excluded)."""
     console = Console()
-    for name, (directory, cache) in _caches(cache_dir).items():
+    for name, (directory, open_cache) in _caches(cache_dir).items():
         if (name == "llm replies" and llm) or (name == "evaluations" and evaluations):
-            removed = cache.clear()  # type: ignore[attr-defined]
-            console.print(f"cleared {removed} {name} from {directory}")
+            removed = _use(name, directory, lambda: open_cache().clear())
+            console.print(f"cleared {removed} {name} from {escape(directory)}")

@@ -219,7 +219,7 @@ def test_cache_stats_on_a_corrupt_database_is_one_line(project):
     done = invoke("cache", "stats", "--cache-dir", str(cache_dir))
     (line,) = done.stderr.strip().splitlines()
     assert done.exit_code == 2 and "Traceback" not in done.output
-    assert line.startswith("error: ") and "cache" in line
+    assert line.startswith("error: llm replies cache '") and "its database is unreadable" in line
 
 
 def test_an_internal_error_is_one_line_exit_1_and_names_debug(project, monkeypatch):
