@@ -333,7 +333,7 @@ class Trainer:
         self._check_position(saved.position, path)
         try:
             self._restore_saved(saved)
-        except (ParamValidationError, ValueError, TypeError, KeyError, IndexError) as err:
+        except Exception as err:  # whatever a damaged optimizer state makes load_state_dict raise
             raise CheckpointError(f"checkpoint {os.fspath(path)!r} does not fit this run: "
                                   f"{type(err).__name__}: {err}", path=os.fspath(path)) from err
         self._saved = saved
