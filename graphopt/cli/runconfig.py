@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PydanticSchemaGenerationError, TypeAdapter, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, PydanticSchemaGenerationError, PydanticUserError,
+                      TypeAdapter, ValidationError)
 
 from graphopt.errors import GraphoptError, ParamValidationError
 from graphopt.feedback.feedback import Feedback
@@ -320,8 +321,8 @@ def check_options(name: str, cls: type, options: Mapping[str, Any]) -> dict[str,
             continue
         try:
             adapter = TypeAdapter(hint, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
-        except (PydanticSchemaGenerationError, TypeError):
-            continue
+        except (PydanticSchemaGenerationError, PydanticUserError, TypeError):
+            continue  # a type pydantic cannot check: the constructor checks its own
         try:
             adapter.validate_python(value)
         except ValidationError as err:

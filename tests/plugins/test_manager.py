@@ -138,3 +138,40 @@ def test_nothing_is_loaded_at_import():
     code = "import graphopt, sys; print(graphopt.plugins.manager._default is None, 'litellm' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["True", "False"]
+
+
+def test_a_hook_raising_at_register_is_a_validation_error_naming_it(plugin_manager):
+    class Raising:
+        @hookimpl
+        def graphopt_optimizers(self):
+            raise KeyError("config")
+
+    with pytest.raises(go.PluginValidationError,
+                       match="plugin 'raising': graphopt_optimizers\\(\\) raised KeyError: 'config'") as info:
+        plugin_manager.register(Raising(), name="raising")
+    assert isinstance(info.value.__cause__, KeyError)
+    assert not plugin_manager.has_plugin("raising")
+    assert plugin_manager.lookup("optimizers", "random").name == "random"
+
+
+def test_a_hook_raising_later_disables_only_its_plugin(plugin_manager):
+    calls = []
+
+    class Flaky:
+        @hookimpl
+        def graphopt_optimizers(self):
+            calls.append(1)
+            if len(calls) > 1:
+                raise RuntimeError("flaky")
+            return [FakeOptimizer]
+
+    plugin_manager.register(Flaky(), name="flaky")
+    with pytest.warns(UserWarning, match="'flaky' \\(no distribution\\) failed to load and is disabled: "
+                                         "graphopt_optimizers\\(\\) raised RuntimeError: flaky") as caught:
+        plugin_manager.register(make_plugin(), name="other")  # rebuilds the tables: Flaky raises now
+    assert "random" in plugin_manager.tables()["optimizers"] and plugin_manager.has_plugin("other")
+    assert caught[0].filename == __file__
+    assert [f.name for f in plugin_manager.failures] == ["flaky"]
+    assert plugin_manager.failures[0].provides == {"optimizers": ("fake",)}
+    with pytest.raises(go.PluginNotFoundError, match="optimizer 'fake' comes from plugin 'flaky'"):
+        plugin_manager.lookup("optimizers", "fake")
