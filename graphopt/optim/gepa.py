@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 from typing import Any, Callable, Mapping, Sequence
 
 from graphopt.errors import OptimizerStepError, ParamValidationError
@@ -36,7 +35,6 @@ from graphopt.plugins.manager import PluginManager, hookimpl
 
 Values = dict[str, Any]
 SELECTIONS = ("pareto", "current_best", "epsilon_greedy")
-_FENCED = re.compile(r"```.*?```", re.S)
 
 
 class Candidate:
@@ -325,9 +323,10 @@ class GEPA(Optimizer):
     def _rewrite(self, values: Values, target: Param, name: str, prompt: str, seed: int) -> Values | None:
         value = rewrite.ask(self.client, prompt, max_tokens=self.max_tokens,
                             temperature=self.temperature, seed=seed)
-        # Quoted values are the user's; everything else in the prompt is scaffolding.
+        # The objective, values, traces and feedback are the user's words: only the request's own
+        # sentences and titles are scaffolding.
         scaffold = Scaffold.of([{"role": "user", "content": prompt}], self.param_names.values(),
-                               instructions=[_FENCED.sub(" ", prompt)])
+                               instructions=self._instructions(target, name))
         reason = scaffold.echo(value, values[name])
         if reason is not None:
             self.last_step["refused"].append(f"{name}: {reason}")
@@ -344,8 +343,8 @@ class GEPA(Optimizer):
         budget = self.max_prompt_tokens * CHARS_PER_TOKEN
         fence = "python" if target.kind.name == "code" else "text"
         current = truncate(str(parent.values[name]), budget // 4)
-        head = (f"You improve one {rewrite.describe_value(target, name)} of an AI workflow, "
-                f"learning from how the workflow ran.\nCurrent value:\n```{fence}\n{current}\n```")
+        intro, _, ask_for = self._instructions(target, name)
+        head = f"{intro}\nCurrent value:\n```{fence}\n{current}\n```"
         others = "\n".join(f"{n} = {show(v, self.max_value_chars // 2)}"
                            for n, v in parent.values.items() if n != name)
         scores = ", ".join(f"example {i}: {show(parent.scores[i], 12)}" for i in minibatch)
@@ -358,14 +357,20 @@ class GEPA(Optimizer):
                              truncate(scores, budget // 10)))
         feedback = section("Feedback on the runs", aggregate_feedback(
             [r.feedback for r in runs], max_chars=max(budget // 8, 100)))
-        ask_for = (f"Write an improved value that fixes the failures above while keeping what works. "
-                   f"Reply with only the new value inside one ```{fence} block.")
         room = budget - sum(len(p) + 2 for p in (*parts, feedback, ask_for))
         traces = render_runs(runs, self.param_names, max_chars=room, max_runs=self.max_runs,
                              max_value_chars=self.max_value_chars)
         if traces:
             parts.append(section("Traced runs (with the values in use when they ran)", traces))
         return "\n\n".join([*parts, feedback, ask_for])
+
+    def _instructions(self, target: Param, name: str) -> list[str]:
+        """The request's own sentences: its opening, the label of the value, its ask."""
+        fence = "python" if target.kind.name == "code" else "text"
+        return [f"You improve one {rewrite.describe_value(target, name)} of an AI workflow, "
+                f"learning from how the workflow ran.", "Current value:",
+                f"Write an improved value that fixes the failures above while keeping what works. "
+                f"Reply with only the new value inside one ```{fence} block."]
 
     # -- merge --------------------------------------------------------------------------------
     def _merge_due(self) -> bool:

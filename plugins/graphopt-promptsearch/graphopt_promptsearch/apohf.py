@@ -27,7 +27,9 @@ from graphopt.optim.objective import distinct_feedback
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins import PluginManager
 
-from graphopt_promptsearch.common import Values, rewrite_value, rng_state, set_rng_state
+from graphopt_promptsearch.common import (
+    Values, mutation_request, rewrite_value, rng_state, set_rng_state,
+)
 from graphopt_promptsearch.judge import Judge, as_judge, compare
 from graphopt_promptsearch.preference import PreferenceModel
 from graphopt_promptsearch.spo import outputs_of
@@ -160,8 +162,8 @@ class APOHF(Optimizer):
         critiques = [f.describe() for f in feedback if f.text is not None][:5]
         style = self.rng.choice(rewrite.MUTATION_STYLES)
         notes = critiques + ([f"Requirements: {self.requirements}"] if self.requirements else [])
-        prompt = rewrite.mutation_prompt(target, name, str(base[name]), notes, style)
-        values = rewrite_value(self.client, target, name, base, prompt=prompt, max_tokens=self.max_tokens,
+        request = mutation_request(target, name, str(base[name]), notes, style)
+        values = rewrite_value(self.client, target, name, base, request=request, max_tokens=self.max_tokens,
                                temperature=self.temperature, seed=self.rng.randrange(2**31))
         if values is not None and values not in self.candidates:
             self.candidates.append(values)

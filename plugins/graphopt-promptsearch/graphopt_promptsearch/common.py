@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from graphopt.errors import ParamValidationError
 from graphopt.graph.node import Param
@@ -23,15 +22,26 @@ from graphopt.optim.evaluation import Evaluation
 
 Values = dict[str, Any]
 
-_FENCED = re.compile(r"```.*?```", re.S)
+
+class Request:
+    """An edit request: its text, and the sentences of it that are the optimizer's own (the
+    scaffolding a reply must not merely repeat); quoted values, requirements and feedback are
+    the user's words and may be reused."""
+
+    __slots__ = ("text", "instructions")
+
+    def __init__(self, text: str, instructions: Sequence[str]) -> None:
+        self.text = text
+        self.instructions = list(instructions)
 
 
 def rewrite_value(client: Client, target: Param, name: str, values: Mapping[str, Any], *,
-                  prompt: str, max_tokens: int, temperature: float, seed: int) -> Values | None:
-    """``values`` with ``name`` replaced by the model's answer to ``prompt``; ``None`` when the
-    answer is empty, unchanged or refused by the parameter."""
-    value = rewrite.ask(client, prompt, max_tokens=max_tokens, temperature=temperature, seed=seed)
-    if echo(prompt, value, values[name], values) is not None:
+                  request: Request, max_tokens: int, temperature: float, seed: int) -> Values | None:
+    """``values`` with ``name`` replaced by the model's answer to ``request``; ``None`` when the
+    answer is an echo (empty, unchanged, the request's own scaffolding) or refused by the
+    parameter."""
+    value = rewrite.ask(client, request.text, max_tokens=max_tokens, temperature=temperature, seed=seed)
+    if echo(request, value, values[name], values) is not None:
         return None
     try:
         checked = target.validate(value)
@@ -40,27 +50,37 @@ def rewrite_value(client: Client, target: Param, name: str, values: Mapping[str,
     return {**values, name: checked}
 
 
-def echo(prompt: str, value: str, current: Any, values: Mapping[str, Any]) -> str | None:
-    """Why ``value`` only repeats the request's own scaffolding (its words outside the quoted
-    values, its titles, a parameter's name) or is empty or unchanged; ``None`` when it does not."""
-    scaffold = Scaffold.of([{"role": "user", "content": prompt}], values,
-                           instructions=[_FENCED.sub(" ", prompt)])
+def echo(request: Request, value: str, current: Any, names: Iterable[str]) -> str | None:
+    """Why ``value`` only repeats ``request``'s scaffolding (its instructions, its titles, a
+    parameter's name) or is empty or unchanged; ``None`` when it does not."""
+    scaffold = Scaffold.of([{"role": "user", "content": request.text}], names,
+                           instructions=request.instructions)
     return scaffold.echo(value, current)
 
 
-def error_prompt(target: Param, name: str, value: str, failures: Sequence[str],
-                 scores: Sequence[float], *, max_chars: int) -> str:
+def mutation_request(target: Param, name: str, value: str, critiques: Sequence[str], style: str) -> Request:
+    """``graphopt.optim.rewrite``'s mutation request, with its fixed sentences."""
+    fence = "python" if target.kind.name == "code" else "text"
+    return Request(rewrite.mutation_prompt(target, name, value, critiques, style),
+                   [f"You improve one {rewrite.describe_value(target, name)} of an AI workflow.",
+                    "Current value:", "Feedback from runs:", style,
+                    f"Reply with only the new value inside one ```{fence} block."])
+
+
+def error_request(target: Param, name: str, value: str, failures: Sequence[str],
+                  scores: Sequence[float], *, max_chars: int) -> Request:
     """PromptAgent's expansion request: the current value, the failures, then a rewrite."""
     fence = "python" if target.kind.name == "code" else "text"
     shown = "\n".join(f"- {truncate(f, max(max_chars // 8, 80))}" for f in failures) or "- (none recorded)"
     if scores:
         shown += "\nScores on a minibatch (higher is better): " + ", ".join(f"{s:.3g}" for s in scores)
-    return (f"You improve one {rewrite.describe_value(target, name)} of an AI workflow.\n"
-            f"Current value:\n```{fence}\n{truncate(value, max_chars // 2)}\n```\n"
-            f"These runs went wrong:\n{truncate(shown, max_chars // 2)}\n"
-            f"First work out, in a sentence or two, what in the current value caused these errors. "
-            f"Then write an improved value that avoids them. End with only the new value inside "
-            f"one ```{fence} block.")
+    head = f"You improve one {rewrite.describe_value(target, name)} of an AI workflow."
+    ask = (f"First work out, in a sentence or two, what in the current value caused these errors. "
+           f"Then write an improved value that avoids them. End with only the new value inside "
+           f"one ```{fence} block.")
+    text = (f"{head}\nCurrent value:\n```{fence}\n{truncate(value, max_chars // 2)}\n```\n"
+            f"These runs went wrong:\n{truncate(shown, max_chars // 2)}\n{ask}")
+    return Request(text, [head, "Current value:", "These runs went wrong:", ask])
 
 
 def score_values(evaluation: Evaluation, by_name: Mapping[str, Param], values: Mapping[str, Any],

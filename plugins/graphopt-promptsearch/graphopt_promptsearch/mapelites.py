@@ -26,7 +26,7 @@ from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins import PluginManager
 
 from graphopt_promptsearch.common import (
-    Values, finite_or_none, from_json_score, mean, rewrite_value, rng_state, score_values, set_rng_state,
+    Values, finite_or_none, from_json_score, mean, mutation_request, rewrite_value, rng_state, score_values, set_rng_state,
 )
 
 
@@ -164,8 +164,8 @@ class MAPElites(Optimizer):
             target = self.rng.choice(self.params)
             name = self.param_names[target]
             style = self.rng.choice(rewrite.MUTATION_STYLES)
-            prompt = rewrite.mutation_prompt(target, name, str(parent[name]), critiques, style)
-            child = rewrite_value(self.client, target, name, parent, prompt=prompt,
+            request = mutation_request(target, name, str(parent[name]), critiques, style)
+            child = rewrite_value(self.client, target, name, parent, request=request,
                                   max_tokens=self.max_tokens, temperature=self.temperature,
                                   seed=self.rng.randrange(2**31))
             if child is None or self.cell(child) is None:

@@ -26,7 +26,7 @@ from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins import PluginManager
 
 from graphopt_promptsearch.common import (
-    Values, error_prompt, failures, finite_or_none, from_json_score, mean, rewrite_value, rng_state,
+    Values, error_request, failures, finite_or_none, from_json_score, mean, rewrite_value, rng_state,
     score_values, set_rng_state,
 )
 
@@ -191,9 +191,9 @@ class MCTS(Optimizer):
         for _ in range(self.width - len(self.children(leaf))):
             target = self.rng.choice(self.params)
             name = self.param_names[target]
-            prompt = error_prompt(target, name, str(leaf.values[name]), errors, [leaf.reward],
-                                  max_chars=self.max_prompt_chars)
-            values = rewrite_value(self.client, target, name, leaf.values, prompt=prompt,
+            request = error_request(target, name, str(leaf.values[name]), errors, [leaf.reward],
+                                    max_chars=self.max_prompt_chars)
+            values = rewrite_value(self.client, target, name, leaf.values, request=request,
                                    max_tokens=self.max_tokens, temperature=self.temperature,
                                    seed=self.rng.randrange(2**31))
             if values is None or _key(values) in known:

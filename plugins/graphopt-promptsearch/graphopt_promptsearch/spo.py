@@ -24,7 +24,7 @@ from graphopt.optim.evaluation import assigned
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins import PluginManager
 
-from graphopt_promptsearch.common import rewrite_value, rng_state, set_rng_state
+from graphopt_promptsearch.common import Request, rewrite_value, rng_state, set_rng_state
 from graphopt_promptsearch.judge import Judge, as_judge, compare
 
 
@@ -90,18 +90,19 @@ class SPO(Optimizer):
             self._judge = as_judge(self.judge_option, lambda: self.client, self.requirements)
         return self._judge
 
-    def prompt(self, target: Param, name: str, value: str, outputs: list[Any]) -> str:
+    def prompt(self, target: Param, name: str, value: str, outputs: list[Any]) -> Request:
         """SPO's optimization request: the requirements, the value, what it produces."""
         fence = "python" if target.kind.name == "code" else "text"
         shown = "\n\n".join(f"Output {i + 1}:\n{show_block(o, self.max_value_chars)}"
                             for i, o in enumerate(outputs[: self.max_samples]))
-        return (f"You improve one {rewrite.describe_value(target, name)} of an AI workflow. "
-                f"There are no reference answers: judge the outputs against the requirements.\n"
-                f"Current value:\n```{fence}\n{truncate(value, self.max_value_chars * 2)}\n```\n"
+        head = (f"You improve one {rewrite.describe_value(target, name)} of an AI workflow. "
+                f"There are no reference answers: judge the outputs against the requirements.")
+        ask = (f"Say in one sentence what the outputs lack, then write an improved value. End "
+               f"with only the new value inside one ```{fence} block.")
+        text = (f"{head}\nCurrent value:\n```{fence}\n{truncate(value, self.max_value_chars * 2)}\n```\n"
                 f"Requirements:\n{self.requirements or '(do the task well)'}\n\n"
-                f"Outputs it produced:\n{shown}\n\n"
-                f"Say in one sentence what the outputs lack, then write an improved value. End "
-                f"with only the new value inside one ```{fence} block.")
+                f"Outputs it produced:\n{shown}\n\n{ask}")
+        return Request(text, [head, "Current value:", "Requirements:", "Outputs it produced:", ask])
 
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
         if closure is None:
@@ -111,7 +112,7 @@ class SPO(Optimizer):
         target = self.params[self.next_param % len(self.params)]
         name = self.param_names[target]
         values = rewrite_value(self.client, target, name, current,
-                               prompt=self.prompt(target, name, str(current[name]), before),
+                               request=self.prompt(target, name, str(current[name]), before),
                                max_tokens=self.max_tokens, temperature=self.temperature,
                                seed=self.rng.randrange(2**31))
         self.steps += 1
