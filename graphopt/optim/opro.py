@@ -8,6 +8,7 @@ and hyperparameters are all searched the same way.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping
 
 from graphopt.graph.render import CHARS_PER_TOKEN, render_variables, show, show_block, truncate
@@ -18,7 +19,7 @@ from graphopt.graph.node import Param
 from graphopt.optim.echoes import Scaffold
 from graphopt.optim.llm_optimizer import LLMOptimizer, Proposal
 from graphopt.optim.objective import distinct_feedback, mean_score
-from graphopt.optim.optimizer import ParamsArg, require_ints
+from graphopt.optim.optimizer import ParamsArg, Rejection, require_ints
 from graphopt.optim.prompt import section
 from graphopt.optim.suggest import ask, reply_schema
 from graphopt.plugins.manager import PluginManager, hookimpl
@@ -123,6 +124,20 @@ class OPRO(LLMOptimizer):
         proposed = {**record["values"],
                     **{self.param_names[t]: t.kind.to_json(v) for t, v in values.items()}}
         return next((r for r in [*self.history, record] if r["values"] == proposed), None)
+
+    def on_rejected(self, proposal: Mapping[Param, Any], rejection: Rejection) -> None:
+        """A rejected proposal is still a scored solution: the current values' score and the
+        candidate's go into the history (never the parameters), so the next meta-prompt shows
+        what did not work."""
+        super().on_rejected(proposal, rejection)
+        record = getattr(proposal, "record", None)
+        if record is None:
+            return
+        self.remember(record)
+        if math.isfinite(rejection.after):
+            values = {**record["values"], **{self.param_names[t]: t.kind.to_json(v)
+                                             for t, v in proposal.items() if t in self.param_names}}
+            self.remember({"values": values, "score": rejection.after})
 
     def remember(self, record: Any) -> None:
         same = next((r for r in self.history if r["values"] == record["values"]), None)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from graphopt.errors import ParamValidationError, ReplyFormatError
 from graphopt.graph.kinds import SpaceKind
 from graphopt.graph.node import Param
+from graphopt.graph.render import CHARS_PER_TOKEN
 from graphopt.graph.space import Choice, Float, Int
 from graphopt.llm.client import Client
 from graphopt.llm.protocol import Message
@@ -47,23 +48,42 @@ class Verdict:
 
 
 def reply_schema(params: Sequence[Param], names: Mapping[Param, str], *,
-                 title: str = "Suggestion") -> type[BaseModel]:
+                 title: str = "Suggestion", max_tokens: int | None = None) -> type[BaseModel]:
     """The reply model: ``reasoning`` and one optional field per parameter, named as in ``names``.
 
     Field types in the JSON schema guide the model (and constrained decoders); parsing accepts
     any JSON value, so a wrong type is refused by the parameter's own validation and sent back.
+    Strings carry a ``maxLength`` from the parameter's own limit and, given ``max_tokens``, the
+    reply's token budget, so a constrained decoder cannot spend the budget inside one string.
     """
+    reasoning: dict[str, Any] = {}
+    if max_tokens:
+        reasoning["maxLength"] = max(40, min(400, int(max_tokens)))
     fields: dict[str, Any] = {
-        "reasoning": (str, Field(description="why these values should improve the feedback")),
+        "reasoning": (str, Field(description="why these values should improve the feedback",
+                                 json_schema_extra=reasoning or None)),
     }
     for index, target in enumerate(params):
         fields[f"value_{index}"] = (Any, Field(None, alias=names[target],
-                                               json_schema_extra=_json_type(target)))
+                                               json_schema_extra=_json_type(target, max_tokens)))
     return create_model(title, __config__=ConfigDict(populate_by_name=True, extra="ignore"),
                         **fields)
 
 
-def _json_type(target: Param) -> dict[str, Any]:
+def max_length(target: Param, max_tokens: int | None) -> int | None:
+    """The longest string a reply should give ``target``: its kind's limit, at most three times
+    its current length (and 200 characters), and what ``max_tokens`` can hold."""
+    limit = getattr(target.kind, "max_chars", None)
+    if limit is None:
+        return None
+    current = target.value if isinstance(target.value, str) else ""
+    limit = min(limit, max(3 * len(current), 200))
+    if max_tokens:
+        limit = min(limit, int(max_tokens) * CHARS_PER_TOKEN)
+    return limit
+
+
+def _json_type(target: Param, max_tokens: int | None = None) -> dict[str, Any]:
     kind = target.kind
     space = kind.space if isinstance(kind, SpaceKind) else None
     if isinstance(space, Choice):
@@ -76,9 +96,12 @@ def _json_type(target: Param) -> dict[str, Any]:
         return {"type": "integer"}
     if kind.name == "float":
         return {"type": "number"}
+    bound = max_length(target, max_tokens)
+    length = {"maxLength": bound} if bound is not None else {}
     if kind.name == "code":
-        return {"type": "string", "description": f"complete Python source; {kind.describe()}"}
-    return {"type": "string"}
+        return {"type": "string", "description": f"complete Python source; {kind.describe()}",
+                **length}
+    return {"type": "string", **length}
 
 
 def coerce(target: Param, value: Any) -> Any:
@@ -160,7 +183,7 @@ def ask(client: Client, messages: list[Message], params: Sequence[Param],
     that cannot be parsed after the client's own repair request yields no values and says why in
     ``reason``. ``request`` goes to ``complete_json`` (``max_tokens``, ``temperature``…).
     """
-    schema = reply_schema(params, names)
+    schema = reply_schema(params, names, max_tokens=request.get("max_tokens"))
     if scaffold is None:
         scaffold = Scaffold.of(messages, names.values())
     try:

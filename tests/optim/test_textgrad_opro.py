@@ -230,3 +230,20 @@ def test_opro_history_keeps_one_entry_per_solution(plugin_manager):
         opt.step()
         opt.zero_feedback()
     assert opt.history == [{"values": {"system_prompt": "Be brief."}, "score": 0.3}]
+
+
+def test_opro_records_a_rejected_candidate_with_its_score(plugin_manager):
+    prompt = go.param("Be brief.", name="system_prompt")
+    go.backward(answer(prompt, "q"), 0.4)
+    reply = {"reasoning": "r", "system_prompt": "Explain."}
+    opt = go.optimizer("opro", [prompt], llm=scripted_client(lambda m, p: json.dumps(reply)),
+                       plugin_manager=plugin_manager)
+
+    def closure():
+        return go.Feedback(score=0.4 if prompt.value == "Be brief." else 0.1)
+
+    assert opt.step(closure) == {}
+    assert prompt.value == "Be brief." and opt.last_rejection is not None
+    assert opt.history == [{"values": {"system_prompt": "Be brief."}, "score": 0.4},
+                           {"values": {"system_prompt": "Explain."}, "score": 0.1}]
+    assert "score: 0.1" in opt.prompt()[1]["content"]  # the next meta-prompt shows what failed

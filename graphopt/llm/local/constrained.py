@@ -2,16 +2,20 @@
 
 The 135M model rarely writes parseable JSON unaided. ``lm-format-enforcer`` turns a JSON schema
 into a ``prefix_allowed_tokens_fn`` for ``generate``; the tokenizer's token table is built once
-per tokenizer (about a second) and reused.
+per tokenizer (about a second) and reused. Left alone, a small model keeps writing inside a
+string until ``max_tokens`` cuts it; near the end of the budget the decoder is steered to close
+the value, so every reply is complete JSON.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import threading
 from typing import Any, Callable
 
 _tables: dict[int, Any] = {}
+_texts: dict[int, Any] = {}
 _tables_lock = threading.Lock()
 
 AllowedTokens = Callable[[int, Any], list[int]]
@@ -76,20 +80,112 @@ def _tokenizer_table(tokenizer: Any) -> Any:
         return table
 
 
+# How near the end of ``max_tokens`` the closing search starts; beyond it nothing is computed.
+CLOSE_HORIZON = 48
+# Characters tried first when looking for the shortest way to close a value: quotes, brackets,
+# separators, then the starts of the shortest values (0, null, "", [], {}).
+_CLOSERS = '"}],:0n[{'
+# Where the parser allows few characters (inside a key or a literal), every one is tried.
+_FEW = 4
+
+
+def shortest_completion(parser: Any, *, max_chars: int = 96, max_states: int = 4_000) -> str | None:
+    """The shortest text that takes ``parser`` (a lm-format-enforcer character parser) to a
+    state that can end, searched breadth-first over closing characters; ``None`` if not found."""
+    if parser.can_end():
+        return ""
+    frontier: collections.deque[tuple[Any, str]] = collections.deque([(parser, "")])
+    explored = 0
+    while frontier and explored < max_states:
+        state, text = frontier.popleft()
+        explored += 1
+        allowed = state.get_allowed_characters()
+        chars = allowed if len(allowed) <= _FEW else [c for c in _CLOSERS if c in allowed]
+        for char in chars:
+            try:
+                following = state.add_character(char)
+            except Exception:  # a character the parser advertised but refuses: skip it
+                continue
+            if following.can_end():
+                return text + char
+            if len(text) + 1 < max_chars:
+                frontier.append((following, text + char))
+    return None
+
+
+class _TokenTexts:
+    """Token ids by their text, to find the tokens that spell the start of a closing string."""
+
+    __slots__ = ("by_text", "longest")
+
+    def __init__(self, table: Any) -> None:
+        self.by_text: dict[str, list[int]] = {}
+        for token_id, text, _ in table.regular_tokens:
+            if text:
+                self.by_text.setdefault(text, []).append(token_id)
+        self.longest = max((len(t) for t in self.by_text), default=1)
+
+    def spelling(self, text: str) -> list[int]:
+        """Ids of the tokens whose text is a non-empty prefix of ``text``."""
+        return [i for k in range(1, min(len(text), self.longest) + 1)
+                for i in self.by_text.get(text[:k], ())]
+
+
 class _AllowedTokens:
-    """``prefix_allowed_tokens_fn`` for ``generate``: the tokens the parser accepts next."""
+    """``prefix_allowed_tokens_fn`` for ``generate``: the tokens the parser accepts next.
 
-    __slots__ = ("enforcer",)
+    Near the end of ``max_new_tokens`` it looks for the shortest text that closes the value;
+    once the tokens left are barely enough to write it (one character a token at worst, then the
+    end), only tokens spelling its start are allowed, so the reply is complete JSON when the
+    budget runs out instead of a cut string.
+    """
 
-    def __init__(self, enforcer: Any) -> None:
+    __slots__ = ("enforcer", "texts", "width", "max_new_tokens", "eos", "forced")
+
+    def __init__(self, enforcer: Any, texts: _TokenTexts, width: int, max_new_tokens: int,
+                 eos: int) -> None:
         self.enforcer = enforcer
+        self.texts = texts
+        self.width = width
+        self.max_new_tokens = max_new_tokens
+        self.eos = eos
+        self.forced = 0  # steps at which closing was forced, for tests and benchmarks
 
     def __call__(self, batch_id: int, sequence: Any) -> list[int]:
-        return self.enforcer.get_allowed_tokens(sequence.tolist()).allowed_tokens
+        tokens = sequence.tolist()
+        allowed = self.enforcer.get_allowed_tokens(tokens).allowed_tokens
+        left = self.max_new_tokens - (len(tokens) - self.width)
+        if left > CLOSE_HORIZON or not self.max_new_tokens:
+            return allowed
+        parser = self.enforcer.prefix_states[tuple(tokens)].parser
+        closing = shortest_completion(parser)
+        if closing is None or len(closing) + 2 < left:
+            return allowed
+        self.forced += 1
+        if not closing:
+            return [self.eos]
+        permitted = set(allowed)
+        toward = [i for i in self.texts.spelling(closing) if i in permitted]
+        return toward or allowed
 
 
-def allowed_tokens_fn(tokenizer: Any, schema: dict[str, Any] | None) -> AllowedTokens:
-    """A ``prefix_allowed_tokens_fn`` keeping each generated row inside ``schema``."""
+def allowed_tokens_fn(tokenizer: Any, schema: dict[str, Any] | None, *, width: int = 0,
+                      max_new_tokens: int = 0) -> AllowedTokens:
+    """A ``prefix_allowed_tokens_fn`` keeping each generated row inside ``schema``.
+
+    ``width`` is the (padded) prompt length and ``max_new_tokens`` the generation budget; with
+    both, the value is closed before the budget runs out.
+    """
     from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
-    return _AllowedTokens(TokenEnforcer(_tokenizer_table(tokenizer), JsonSchemaParser(schema)))
+    table = _tokenizer_table(tokenizer)
+    return _AllowedTokens(TokenEnforcer(table, JsonSchemaParser(schema)), _token_texts(table),
+                          width, max_new_tokens, tokenizer.eos_token_id)
+
+
+def _token_texts(table: Any) -> _TokenTexts:
+    with _tables_lock:
+        texts = _texts.get(id(table))
+        if texts is None:
+            texts = _texts[id(table)] = _TokenTexts(table)
+        return texts

@@ -198,8 +198,9 @@ class Engine:
         else:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if settings.schema is not None:
-            options["prefix_allowed_tokens_fn"] = allowed_tokens_fn(self.tokenizer,
-                                                                    json.loads(settings.schema))
+            options["prefix_allowed_tokens_fn"] = allowed_tokens_fn(
+                self.tokenizer, json.loads(settings.schema), width=inputs["input_ids"].shape[1],
+                max_new_tokens=settings.max_tokens)
         if group[0].streamer is not None:
             options["streamer"] = group[0].streamer
         with torch.inference_mode():

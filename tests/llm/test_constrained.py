@@ -1,0 +1,102 @@
+"""Constrained decoding closes the JSON value before ``max_tokens`` runs out.
+
+A toy tokenizer (single characters plus a few words) and a "model" that always prefers to keep
+writing inside a string stand in for SmolLM2's worst habit; the real model is in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import torch
+from lmformatenforcer import JsonSchemaParser, TokenEnforcer, TokenEnforcerTokenizerData
+
+import graphopt as go
+from graphopt.llm.local.constrained import (
+    _AllowedTokens, _TokenTexts, shortest_completion,
+)
+from graphopt.optim.suggest import reply_schema
+
+WORDS = ["hello", " world", '"}', '":"', "reasoning", "code", "def", " ", "\n"]
+CHARS = [chr(c) for c in range(32, 127)]
+VOCAB = [*CHARS, *WORDS]
+EOS = len(VOCAB)
+
+
+def table() -> Any:
+    regular = [(i, text, False) for i, text in enumerate(VOCAB)]
+    return TokenEnforcerTokenizerData(regular, lambda ids: "".join(VOCAB[i] for i in ids if i < EOS),
+                                      EOS, False, EOS + 1)
+
+
+def schema() -> dict[str, Any]:
+    prompt = go.param("Be brief.", name="system_prompt")
+    top_k = go.param(3, name="top_k", space=go.Int(1, 10))
+    return reply_schema([prompt, top_k], {prompt: "system_prompt", top_k: "top_k"}).model_json_schema()
+
+
+def rambling(allowed: list[int]) -> int:
+    """The model's choice: keep talking (" world", "hello", letters) while it may."""
+    for preferred in (VOCAB.index(" world"), VOCAB.index("hello"), VOCAB.index("a")):
+        if preferred in allowed:
+            return preferred
+    return allowed[0]
+
+
+def generate(max_new_tokens: int, *, start: str = '{"reasoning": "') -> tuple[str, int]:
+    data = table()
+    allowed_fn = _AllowedTokens(TokenEnforcer(data, JsonSchemaParser(schema())), _TokenTexts(data),
+                                width=1, max_new_tokens=max_new_tokens, eos=EOS)
+    prompt = [VOCAB.index(" ")]
+    sequence = list(prompt)
+    opening = [VOCAB.index(char) for char in start]  # the model opens the string, then rambles
+    while len(sequence) - len(prompt) < max_new_tokens:
+        allowed = allowed_fn(0, torch.tensor(sequence))
+        step = len(sequence) - len(prompt)
+        token = opening[step] if step < len(opening) else rambling(allowed)
+        if token == EOS:
+            break
+        sequence.append(token)
+    return "".join(VOCAB[i] for i in sequence[len(prompt):]), allowed_fn.forced
+
+
+@pytest.mark.parametrize("max_new_tokens", [20, 33, 64, 120])
+def test_a_rambling_model_still_closes_its_json_within_max_tokens(max_new_tokens: int) -> None:
+    text, forced = generate(max_new_tokens)
+    assert json.loads(text)["reasoning"].startswith(" world")
+    assert forced >= 1
+
+
+def test_closing_is_not_forced_while_there_is_room() -> None:
+    data = table()
+    allowed_fn = _AllowedTokens(TokenEnforcer(data, JsonSchemaParser(schema())), _TokenTexts(data),
+                                width=1, max_new_tokens=500, eos=EOS)
+    allowed_fn(0, torch.tensor([0, VOCAB.index("{")]))
+    assert allowed_fn.forced == 0
+
+
+@pytest.mark.parametrize(("prefix", "closing"), [
+    ("", '{"reasoning":""}'),
+    ('{"reasoning": "abc', '"}'),
+    ('{"reasoning": "abc", "top_k": 1', "}"),
+    ('{"reasoning": "a\\', '""}'),
+    ('{"reas', 'oning":""}'),
+])
+def test_shortest_completion_closes_strings_objects_and_required_keys(prefix: str, closing: str) -> None:
+    parser = JsonSchemaParser(schema())
+    for char in prefix:
+        parser = parser.add_character(char)
+    assert shortest_completion(parser) == closing
+    assert json.loads(prefix + closing)["reasoning"] is not None
+
+
+def test_schema_bounds_strings_by_the_params_limit_and_the_token_budget() -> None:
+    prompt = go.param("Be brief.", name="system_prompt")
+    bounded = reply_schema([prompt], {prompt: "system_prompt"}, max_tokens=30).model_json_schema()
+    assert bounded["properties"]["system_prompt"]["maxLength"] == 120  # 30 tokens of 4 chars
+    assert bounded["properties"]["reasoning"]["maxLength"] == 40
+    free = reply_schema([prompt], {prompt: "system_prompt"}).model_json_schema()
+    assert free["properties"]["system_prompt"]["maxLength"] == 200
+    assert "maxLength" not in free["properties"]["reasoning"]
