@@ -109,4 +109,6 @@ def scrubbed_environment(home: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if (k in ENV_ALLOWED or k.startswith("LC_")) and not any(m in k.upper() for m in SECRET_MARKERS)}
     env.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env.setdefault(name, "1")  # a candidate is one small function: no thread pools competing
     return env

@@ -23,9 +23,11 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from typing import Any, Callable
 
@@ -60,6 +62,8 @@ class Worker:
         self.max_reply = int(config["limits"]["max_result_mb"]) << 20
         self.functions: dict[str, tuple[Callable[..., Any], bool]] = {}
         self.calls = 0
+        self.spare_dir = ""  # the last call's directory, reused while it is left empty
+        self.runner = Runner()
 
     def serve(self) -> None:
         while True:
@@ -116,15 +120,20 @@ class Worker:
                                 f"{type(exc).__name__}: {exc}")
         code_name, function_name = header["filename"], header["function"]
 
-        def define() -> dict[str, Any]:
-            exec(compile(header["source"], code_name, "exec"), namespace)
+        source = header["source"]
+
+        def define() -> tuple[dict[str, Any], list[bytes]]:
+            exec(compile(source, code_name, "exec"), namespace)
             function = namespace.get(function_name)
             if not callable(function):
                 raise TypeError(f"the candidate does not define {function_name!r} as a function")
-            self.remember(header["key"], function, bool(header.get("is_async")))
-            return {"ok": True}
+            defined.append(function)
+            return {"ok": True}, []
 
+        defined: list[Callable[..., Any]] = []
         reply, _ = self.untrusted(define)
+        if reply.get("ok") and defined:
+            self.remember(header["key"], defined[0], bool(header.get("is_async")))
         return reply
 
     def import_modules(self, modules: list[str]) -> dict[str, Any]:
@@ -173,32 +182,24 @@ class Worker:
         reply, out = self.untrusted(run_and_encode)
         with self.trusted():
             self.leave_call()
-        retire = threading.active_count() > 1  # the candidate left a thread running
+        retire = threading.active_count() > 2  # the candidate left a thread of its own running
         if retire and reply.get("ok"):
             reply["retired"] = "the candidate left a thread running; the worker was replaced"
         return reply, out, retire
 
     # -- helpers ------------------------------------------------------------------------------
-    def untrusted(self, task: Callable[[], Any]) -> tuple[dict[str, Any], list[bytes]]:
-        """Run ``task`` in a thread of its own; failures and refusals become error replies."""
+    def untrusted(self, task: Callable[[], tuple[dict[str, Any], list[bytes]]]
+                  ) -> tuple[dict[str, Any], list[bytes]]:
+        """Run ``task`` in the candidate thread; failures and refusals become error replies.
+
+        ``task`` must not hold the worker or the guard's state: candidate code can walk its
+        own thread's frames.
+        """
         self.state.refusals.clear()
-        outcome: list[Any] = []
-
-        def target() -> None:
-            try:
-                result = task()
-                outcome.append(result if type(result) is tuple else (result, []))
-            except BaseException as exc:  # SystemExit, KeyboardInterrupt: contained here
-                outcome.append((_describe_exception(exc), []))
-
-        thread = threading.Thread(target=target, name="graphopt-candidate", daemon=True)
-        thread.start()
-        thread.join()
+        outcome = self.runner.run(task)
         if self.state.refusals:
             return {**_failure("refused", self.state.refusals[0]), "refusals": list(self.state.refusals)}, []
-        if not outcome:
-            return _failure("raised", "the candidate ended without a result", type_name="RuntimeError"), []
-        return outcome[0]
+        return outcome
 
     def trusted(self) -> "_Trusted":
         return _Trusted(self.state)
@@ -210,8 +211,10 @@ class Worker:
 
     def enter_call(self) -> None:
         self.calls += 1
-        call_dir = os.path.join(self.base_dir, f"call-{self.calls}")
-        os.mkdir(call_dir, 0o700)
+        call_dir, self.spare_dir = self.spare_dir, ""
+        if not call_dir:
+            call_dir = os.path.join(self.base_dir, f"call-{self.calls}")
+            os.mkdir(call_dir, 0o700)
         if os.environ != self.env:
             os.environ.clear()
             os.environ.update(self.env)
@@ -219,18 +222,55 @@ class Worker:
         tempfile.tempdir = call_dir
         os.chdir(call_dir)
         if self.cpu_s:
-            used = resource.getrusage(resource.RUSAGE_SELF)
-            soft = math.ceil(used.ru_utime + used.ru_stime + self.cpu_s)
+            soft = math.ceil(time.process_time() + self.cpu_s)
             resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))
         self.state.call_dir = os.path.realpath(call_dir)
 
     def leave_call(self) -> None:
+        """Keep the call's directory for the next call if the candidate left it empty and as
+        made (creating directories costs milliseconds on some disks); remove it otherwise."""
         call_dir, self.state.call_dir = self.state.call_dir, ""
         os.chdir(self.base_dir)
         try:
-            os.rmdir(call_dir)
+            info = os.lstat(call_dir)
+            if stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700 and not os.listdir(call_dir):
+                self.spare_dir = call_dir
+                return
         except OSError:
-            shutil.rmtree(call_dir, ignore_errors=True)
+            pass
+        shutil.rmtree(call_dir, ignore_errors=True)
+
+
+class Runner:
+    """The one thread untrusted code runs in, kept between calls (torch sets up per-thread
+    state on first use; a fresh thread per call would pay for it each time).
+
+    It holds nothing but the task in hand, so frames walked from candidate code reach neither
+    the worker nor the guard's state.
+    """
+
+    def __init__(self) -> None:
+        self.task: Callable[[], Any] | None = None
+        self.outcome: tuple[dict[str, Any], list[bytes]] = ({}, [])
+        self.start = threading.Semaphore(0)
+        self.done = threading.Semaphore(0)
+        threading.Thread(target=self.loop, name="graphopt-candidate", daemon=True).start()
+
+    def run(self, task: Callable[[], tuple[dict[str, Any], list[bytes]]]) -> tuple[dict[str, Any], list[bytes]]:
+        self.task = task
+        self.start.release()
+        self.done.acquire()
+        outcome, self.outcome, self.task = self.outcome, ({}, []), None
+        return outcome
+
+    def loop(self) -> None:
+        while True:
+            self.start.acquire()
+            try:
+                self.outcome = self.task()  # type: ignore[misc]
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: contained here
+                self.outcome = (_describe_exception(exc), [])
+            self.done.release()
 
 
 class _Trusted:
