@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
@@ -35,14 +36,24 @@ def _use(name: str, directory: str, action: Callable[[], Any]) -> Any:
 
 @app.command()
 def stats(cache_dir: Optional[str] = typer.Option(None, help="cache root (default: $GRAPHOPT_CACHE_DIR)")) -> None:
-    """Entries and location of each cache."""
+    """Entries, size on disk and location of each cache."""
     table = Table(title="graphopt caches")
-    for column in ("cache", "entries", "directory"):
-        table.add_column(column)
+    for column in ("cache", "entries", "size", "directory"):
+        table.add_column(column, overflow="fold")
     for name, (directory, open_cache) in _caches(cache_dir).items():
         entries = _use(name, directory, lambda: len(open_cache()))
-        table.add_row(name, str(entries), escape(directory))
+        table.add_row(name, str(entries), _size(Path(directory)), escape(directory))
     Console().print(table)
+
+
+def _size(directory: Path) -> str:
+    """Bytes under ``directory``, in a readable unit."""
+    total = float(sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()))
+    for unit in ("B", "kB", "MB", "GB"):
+        if total < 1000 or unit == "GB":
+            return f"{total:.0f} {unit}" if unit == "B" else f"{total:.1f} {unit}"
+        total /= 1000
+    return f"{total:.1f} GB"
 
 
 @app.command()

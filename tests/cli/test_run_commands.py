@@ -124,6 +124,7 @@ def test_cache_stats_and_clear(project):
     EvalCache(cache_dir / "eval").set("key", Outcome(score=1.0))
     stats = invoke("cache", "stats", "--cache-dir", str(cache_dir))
     assert stats.exit_code == 0 and "evaluations" in stats.output
+    assert " kB " in stats.output or " B " in stats.output  # the size column
     cleared = invoke("cache", "clear", "--cache-dir", str(cache_dir))
     assert "cleared 1 evaluations" in cleared.output
     assert len(EvalCache(cache_dir / "eval")) == 0
