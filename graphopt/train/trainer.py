@@ -316,9 +316,10 @@ class Trainer:
                           finished=finished, config=self.config)
 
     def _save(self, finished: str | None = None) -> None:
-        self._saved = self._checkpoint(finished)
+        saved = self._checkpoint(finished)
         if self.checkpoint_path is not None:
-            self._saved.save(self.checkpoint_path)
+            saved.save(self.checkpoint_path)
+        self._saved = saved  # only once on disk: an interrupt mid-write rolls back to the previous one
 
     def _load(self, path: Path) -> str | None:
         saved = Checkpoint.load(path)
