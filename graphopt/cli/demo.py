@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 
+from graphopt.cli.run import signals_interrupt
 from graphopt.demo.run import run_demo
 
 
@@ -20,8 +22,16 @@ def demo(quick: bool = typer.Option(False, "--quick", help="a smaller run, for t
     """Optimize a hybrid review-triage workflow (LLM, trainable parser, torch head) offline."""
     console = Console()
     console.print("graphopt demo: review triage with an LLM step, trainable parsing and a torch head")
-    summary = run_demo(quick=quick, model=model, cache_dir=cache_dir, out=out, search=search,
-                       quiet=quiet, console=console)
+    with signals_interrupt() as received:
+        try:
+            summary = run_demo(quick=quick, model=model, cache_dir=cache_dir, out=out, search=search,
+                               quiet=quiet, console=console)
+        except KeyboardInterrupt:
+            received.append(received[-1] if received else signal.SIGINT)
+    if received:
+        typer.echo("interrupted; run graphopt demo again: model calls already made come from the cache",
+                   err=True)
+        raise typer.Exit(128 + received[-1])
     console.print(f"validation score (confident accuracy): before {summary.before:.3f}, "
                   f"after {summary.after:.3f}")
     console.print(f"usage: {summary.calls} model calls, {summary.cached_calls} served from cache, "

@@ -319,3 +319,21 @@ def test_sigterm_to_a_real_graphopt_run_process(project):
                              env={**os.environ}, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert Checkpoint.load(checkpoint).finished == "completed"
+
+
+def test_sigterm_during_the_demo_is_one_line_and_exit_143(monkeypatch):
+    import signal as signals
+    import sys
+    import time
+
+    def killed_midway(**settings):
+        os.kill(os.getpid(), signals.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+        raise AssertionError("SIGTERM did not interrupt the demo")
+
+    monkeypatch.setattr(sys.modules["graphopt.cli.demo"], "run_demo", killed_midway)
+    started = time.monotonic()
+    done = invoke("demo", "--quick")
+    assert done.exit_code == 143 and time.monotonic() - started < 4
+    assert done.stderr.strip().splitlines() == [
+        "interrupted; run graphopt demo again: model calls already made come from the cache"]
