@@ -311,12 +311,12 @@ def _blame(plugin: object, module: str, err: BaseException,
     if filename is not None:
         lines = [lineno for frame, lineno in frames if frame.f_code.co_filename == filename]
         return filename, (lines[-1] if lines else 1), module_name
-    if declared_in is not None:  # the module itself could not be found: blame its declaration
-        return declared_in[0], declared_in[1], module_name
-    for frame, lineno in reversed(frames):  # else the innermost frame outside the import machinery
+    for frame, lineno in reversed(frames):  # the innermost frame outside the import machinery
         name = frame.f_code.co_filename
         if not name.startswith(("<", _OWN_DIR, _IMPORTLIB_DIR)):
             return name, lineno, module_name
+    if declared_in is not None:  # the module itself could not be found: blame its declaration
+        return declared_in[0], declared_in[1], module_name
     return f"<entry point {module_name}>", 1, module_name
 
 
@@ -346,8 +346,8 @@ def _chain(err: BaseException) -> list[BaseException]:
 
 def _module_origin(module_name: str) -> str | None:
     try:
-        spec = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
+        spec = importlib.util.find_spec(module_name)  # imports the parent package, which may raise
+    except Exception:
         return None
     return spec.origin if spec is not None and spec.has_location else None
 

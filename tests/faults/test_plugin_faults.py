@@ -211,3 +211,23 @@ def test_missing_module_warning_points_at_the_entry_point_declaration(site):
     assert isinstance(failure.error, ModuleNotFoundError)
     (warning,) = [w for w in caught if "'ghost'" in str(w.message)]
     assert Path(warning.filename) == info / "entry_points.txt" and warning.lineno == 3
+
+
+def test_a_package_raising_at_import_is_blamed_at_its_own_line(site):
+    package = site / "bad_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("import os\nraise RuntimeError('half installed')\n")
+    (package / "sub.py").write_text("")
+    info = site / "graphopt_badpkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: graphopt-badpkg\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[graphopt]\nbadpkg = bad_pkg.sub:plugin\n")
+    try:
+        manager, caught = fresh_manager()
+    finally:
+        sys.modules.pop("bad_pkg", None)
+    (failure,) = manager.failures
+    assert failure.reason == "RuntimeError: half installed"
+    (warning,) = [w for w in caught if "'badpkg'" in str(w.message)]
+    assert (Path(warning.filename), warning.lineno) == (package / "__init__.py", 2)
+    assert manager.lookup("optimizers", "good-opt").name == "good-opt"
