@@ -198,6 +198,9 @@ class PluginManager(pluggy.PluginManager):
         A plugin whose hook now raises or returns something invalid is disabled (see
         ``failures``); the tables are built from the others.
         """
+        tables = self._tables
+        if tables is not None:  # built: no lock on the path every lookup takes
+            return tables
         with self._lock:
             while self._tables is None:
                 self._tables = self._build_tables()
