@@ -4,10 +4,16 @@
 return a loss, score or ``Feedback``) or an ``Evaluation``, which is also such a closure and can
 score candidate values on examples one by one, as racing needs. ``as_evaluation`` turns a plain
 closure into an ``Evaluation`` with one "example": the closure's whole result.
+
+A search optimizer keeps an ``EvaluationMemo`` across its steps: results by (values, example),
+so values already scored are never run again, and the count of real runs and distinct points.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -32,11 +38,98 @@ class Evaluation(Protocol):
         """One score (higher is better) per example index, with ``values`` assigned meanwhile."""
 
 
-class ClosureEvaluation:
-    """A plain closure as an ``Evaluation`` of size 1: its result, negated if a loss."""
+class EvaluationMemo:
+    """Results by (parameter values, example), bounded, with counts of real runs.
 
-    def __init__(self, closure: Callable[[], Any]) -> None:
+    ``evaluations`` counts the runs made through the memo, ``distinct_points`` the (values,
+    example) pairs among them seen for the first time; the two are equal when nothing was run
+    twice. The newest ``capacity`` results are kept (least recently used dropped first), so
+    ``distinct_points`` is exact while fewer than ``capacity`` pairs were run.
+    """
+
+    __slots__ = ("capacity", "entries", "evaluations", "distinct_points")
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"EvaluationMemo capacity expects an int >= 1, got {capacity!r}")
+        self.capacity = capacity
+        self.entries: OrderedDict[str, Any] = OrderedDict()
+        self.evaluations = 0
+        self.distinct_points = 0
+
+    def lookup(self, key: str) -> Any | None:
+        """The result stored under ``key``, or ``None``."""
+        found = self.entries.get(key)
+        if found is not None:
+            self.entries.move_to_end(key)
+        return found
+
+    def record(self, key: str, result: Any) -> None:
+        """Store the result of a real run (JSON data, not ``None``) and count it."""
+        self.evaluations += 1
+        if key not in self.entries:
+            self.distinct_points += 1
+        self.entries[key] = result
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.capacity:
+            self.entries.popitem(last=False)
+
+    def run(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The stored result under ``key``, else ``compute()``'s, recorded."""
+        found = self.lookup(key)
+        if found is None:
+            found = compute()
+            self.record(key, found)
+        return found
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"capacity": self.capacity, "evaluations": self.evaluations,
+                "distinct_points": self.distinct_points, "entries": [[k, v] for k, v in self.entries.items()]}
+
+    def load_state_dict(self, data: Mapping[str, Any]) -> None:
+        self.capacity = int(data["capacity"])
+        self.evaluations = int(data["evaluations"])
+        self.distinct_points = int(data["distinct_points"])
+        self.entries = OrderedDict((str(k), v) for k, v in data["entries"])
+
+
+def point_key(values: Mapping[Param, Any], names: Mapping[Param, str], example: int = 0) -> str:
+    """A digest of ``values`` (by parameter name: its JSON form, tensors by their bytes) and
+    ``example``: equal for equal values, whatever their order."""
+    digest = hashlib.sha256()
+    for name, target in sorted((names[p], p) for p in values):
+        value = values[target]
+        digest.update(name.encode() + b"\0")
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        else:
+            digest.update(json.dumps(target.kind.to_json(value), sort_keys=True).encode())
+        digest.update(b"\1")
+    digest.update(str(example).encode())
+    return digest.hexdigest()[:32]
+
+
+def current_values(params: Sequence[Param]) -> dict[Param, Any]:
+    """Each param's value now (tensors as they are: ``point_key`` reads their bytes)."""
+    return {p: p.value for p in params}
+
+
+class ClosureEvaluation:
+    """A plain closure as an ``Evaluation`` of size 1: its result, negated if a loss.
+
+    Given a ``memo`` (and the params' ``names``), ``scores`` runs the closure once per values:
+    candidates scored before, in this step or an earlier one, are read back.
+    """
+
+    def __init__(self, closure: Callable[[], Any], *, memo: EvaluationMemo | None = None,
+                 names: Mapping[Param, str] | None = None) -> None:
+        if memo is not None and names is None:
+            raise ValueError("ClosureEvaluation with a memo needs the params' names to key it")
         self.closure = closure
+        self.memo = memo
+        self.names = names
 
     def __call__(self) -> Any:
         return self.closure()
@@ -48,15 +141,22 @@ class ClosureEvaluation:
     def scores(self, values: Mapping[Param, Any], indices: Sequence[int]) -> list[float]:
         if not indices:
             return []
+        if self.memo is None or self.names is None:
+            return [self._score(values)]
+        return [self.memo.run(point_key(values, self.names), lambda: self._score(values))]
+
+    def _score(self, values: Mapping[Param, Any]) -> float:
         with assigned(values):
-            return [-to_loss(self.closure())]
+            return -to_loss(self.closure())
 
 
-def as_evaluation(closure: Callable[[], Any] | None) -> Evaluation | None:
-    """``closure`` itself if it is an ``Evaluation``, else wrapped; ``None`` stays ``None``."""
+def as_evaluation(closure: Callable[[], Any] | None, *, memo: EvaluationMemo | None = None,
+                  names: Mapping[Param, str] | None = None) -> Evaluation | None:
+    """``closure`` itself if it is an ``Evaluation``, else wrapped (scoring through ``memo``,
+    keyed by ``names``, when given); ``None`` stays ``None``."""
     if closure is None or isinstance(closure, Evaluation):
         return closure
-    return ClosureEvaluation(closure)
+    return ClosureEvaluation(closure, memo=memo, names=names)
 
 
 @contextmanager

@@ -1,10 +1,17 @@
 """``evolution``: a population of candidate values, LLM mutation and crossover, and racing.
 
-Each step breeds children from the population (crossover of two parents, then a mutation of one
-parameter: an LLM rewrite for text and code, a perturbation for numbers and choices), races
-parents and children on growing blocks of examples (``graphopt.optim.racing``), keeps the best
-``population`` and commits the leader. Fitness is the mean score minus ``length_penalty`` per 100
-characters of text and code, so shorter prompts win ties, as in CAPO.
+Each step breeds children from the population (crossover of two parents, then a mutation: an LLM
+rewrite of one text or code parameter, or a Gaussian step of every number in its space's unit
+coordinates with choices switched now and then), races parents and children on growing blocks of
+examples (``graphopt.optim.racing``), keeps the best ``population`` and commits the leader.
+Fitness is the mean score minus ``length_penalty`` per 100 characters of text and code, so
+shorter prompts win ties, as in CAPO.
+
+The numeric step size adapts by Rechenberg's one-fifth success rule: it grows when more than a
+fifth of a generation's numeric children beat the best parent and shrinks otherwise. The first
+generation adds random draws from the params' spaces to the starting values, to explore.
+Driven by a plain closure, every candidate's score is kept in a memo across steps, so survivors
+are never run again (``evaluations``, ``distinct_points``).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from graphopt.graph.node import Param
 from graphopt.graph.space import Choice
 from graphopt.llm.client import Client
 from graphopt.optim import racing, rewrite
-from graphopt.optim.evaluation import Evaluation, as_evaluation
+from graphopt.optim.evaluation import Evaluation, EvaluationMemo, as_evaluation
 from graphopt.optim.objective import distinct_feedback
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager, hookimpl
@@ -32,20 +39,30 @@ class Evolution(Optimizer):
     """Evolutionary search with racing over text, code and hyperparameters.
 
     ``llm`` (a model string or a client; default ``$GRAPHOPT_MODEL``) writes mutations and
-    crossovers of text and code. ``step(closure)`` needs feedback on the params (the critiques
-    guide mutations) and a closure; given a trainer's ``Evaluation`` it races example by example.
+    crossovers of text and code. ``step(closure)`` needs a closure (feedback critiques on the
+    params, when there are any, guide text mutations); given a trainer's ``Evaluation`` it races
+    example by example. ``step_size`` is the first numeric mutation's standard deviation in unit
+    coordinates (a space's whole range is 1); ``memo_size`` bounds the memo of scores.
     """
 
     name = "evolution"
     kinds = frozenset({"text", "code", "int", "float", "choice"})
+    # The race already scores the current values and every candidate with the closure and keeps
+    # the best: the base class's acceptance gate would only run the winner again.
+    gated = False
 
     def __init__(self, params: ParamsArg, *, llm: str | Client | None = None, population: int = 4,
                  offspring: int = 4, block_size: int = 4, max_examples: int | None = None,
                  confidence: float = 1.64, length_penalty: float = 0.0, crossover_rate: float = 0.5,
                  temperature: float = 0.7, max_tokens: int = 256, max_critiques: int = 5,
-                 seed: int = 0, plugin_manager: PluginManager | None = None) -> None:
+                 step_size: float = 0.2, memo_size: int = 10_000, seed: int = 0,
+                 plugin_manager: PluginManager | None = None) -> None:
         require_ints(self.name, {"population": (population, 1), "block_size": (block_size, 1),
-                                 "offspring": (offspring, 0)})
+                                 "offspring": (offspring, 0), "memo_size": (memo_size, 1)})
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) \
+                or not 0 < step_size <= MAX_STEP:
+            raise ValueError(f"optimizer 'evolution': step_size expects a number in (0, {MAX_STEP}], "
+                             f"got {step_size!r}")
         super().__init__(params, {}, plugin_manager=plugin_manager)
         self.llm = llm
         self.population_size = population
@@ -59,6 +76,8 @@ class Evolution(Optimizer):
         self.max_tokens = max_tokens
         self.max_critiques = max_critiques
         self.rng = random.Random(seed)
+        self.step_size = float(step_size)
+        self.memo = EvaluationMemo(memo_size)
         self.generation = 0
         self.population: list[dict[str, Any]] = []
         self.last_race: dict[str, Any] = {}
@@ -71,20 +90,32 @@ class Evolution(Optimizer):
             self._client = rewrite.resolve_client(self.llm, tag=self.name)
         return self._client
 
+    @property
+    def evaluations(self) -> int:
+        """Closure runs made through the memo (a plain closure's calls)."""
+        return self.memo.evaluations
+
+    @property
+    def distinct_points(self) -> int:
+        """Distinct values among ``evaluations``."""
+        return self.memo.distinct_points
+
     # -- one step -----------------------------------------------------------------------------
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
         feedback = distinct_feedback(self.params)
-        if not feedback:
+        if not feedback and closure is None:
             return {}
-        evaluation = as_evaluation(closure)
+        evaluation = as_evaluation(closure, memo=self.memo, names=self.param_names)
         if evaluation is None:
             raise OptimizerStepError("optimizer 'evolution' needs step(closure): a function that runs "
                                      "the workflow and returns its score", optimizer=self)
         critiques = [f.describe() for f in feedback if f.text is not None or f.error is not None]
         current = self._current()
-        members = [m["values"] for m in self.population] or [current]
-        candidates = _unique([current, *members, *self._breed(members, critiques[: self.max_critiques])])
+        members = [m["values"] for m in self.population] or [current, *self._explorers(current)]
+        children = self._breed(members, critiques[: self.max_critiques])
+        candidates = _unique([current, *members, *(child for child, _ in children)])
         survivors = self._race(candidates, evaluation)
+        self._adapt_step_size(members, children, survivors)
         self.population = survivors[: self.population_size]
         self.generation += 1
         best = self.population[0]["values"]
@@ -94,7 +125,22 @@ class Evolution(Optimizer):
     def _current(self) -> Values:
         return {self.param_names[p]: p.value for p in self.params}
 
-    def _breed(self, members: list[Values], critiques: list[str]) -> list[Values]:
+    def _explorers(self, current: Values) -> list[Values]:
+        """``population - 1`` random draws of the spaced params (the rest as they are now)."""
+        spaced = [p for p in self.params if isinstance(p.kind, SpaceKind)]
+        if not spaced:
+            return []
+        draws = []
+        for _ in range(self.population_size - 1):
+            draw = dict(current)
+            for target in spaced:
+                space = target.kind.space  # type: ignore[attr-defined]
+                draw[self.param_names[target]] = space.sample(self.rng)
+            draws.append(draw)
+        return draws
+
+    def _breed(self, members: list[Values], critiques: list[str]) -> list[tuple[Values, bool]]:
+        """Children, each with whether its mutation was a numeric step (for the success rule)."""
         children = []
         for _ in range(self.offspring):
             seed = self.rng.randrange(2**31)
@@ -103,9 +149,9 @@ class Evolution(Optimizer):
                 child = self._crossover(first, second, seed)
             else:
                 child = dict(self.rng.choice(members))
-            child = self._mutate(child, critiques, seed)
-            if child is not None:
-                children.append(child)
+            mutated = self._mutate(child, critiques, seed)
+            if mutated is not None:
+                children.append(mutated)
         return children
 
     def _crossover(self, first: Values, second: Values, seed: int) -> Values:
@@ -123,25 +169,52 @@ class Evolution(Optimizer):
                 child[name] = a if self.rng.random() < 0.5 else b
         return child
 
-    def _mutate(self, child: Values, critiques: list[str], seed: int) -> Values | None:
-        """``child`` with one parameter changed; ``None`` when the new value does not validate."""
-        target = self.rng.choice(self.params)
-        name = self.param_names[target]
-        if target.kind.name in ("text", "code"):
+    def _mutate(self, child: Values, critiques: list[str], seed: int) -> tuple[Values, bool] | None:
+        """``child`` mutated, and whether numerically; ``None`` when a value does not validate.
+
+        Text and code take turns with the numbers in proportion to their count: one text or
+        code param is rewritten, or every number steps and each choice switches with
+        probability 1/(numbers and choices).
+        """
+        texts = [p for p in self.params if p.kind.name in ("text", "code")]
+        values = [p for p in self.params if p.kind.name not in ("text", "code")]
+        mutated = dict(child)
+        numeric = bool(values) and (not texts or self.rng.random() >= len(texts) / len(self.params))
+        if numeric:
+            for _ in range(_TRIES):
+                for target in values:
+                    name = self.param_names[target]
+                    mutated[name] = _perturb(target, child[name], self.rng, self.step_size, len(values))
+                if any(mutated[self.param_names[p]] != child[self.param_names[p]] for p in values):
+                    break
+        else:
+            target = self.rng.choice(texts)
+            name = self.param_names[target]
             style = self.rng.choice(rewrite.MUTATION_STYLES)
             prompt = rewrite.mutation_prompt(target, name, child[name], critiques, style)
-            value = rewrite.ask(self.client, prompt, max_tokens=self.max_tokens,
-                                temperature=self.temperature, seed=seed)
-        else:
-            value = _perturb(target, child[name], self.rng)
-        checked = dict(child)
-        for candidate, param in ((value, target), *((child[self.param_names[p]], p) for p in self.params
-                                                    if p is not target)):
+            mutated[name] = rewrite.ask(self.client, prompt, max_tokens=self.max_tokens,
+                                        temperature=self.temperature, seed=seed)
+        checked = {}
+        for param in self.params:
+            name = self.param_names[param]
             try:
-                checked[self.param_names[param]] = param.validate(candidate)
+                checked[name] = param.validate(mutated[name])
             except ParamValidationError:
                 return None
-        return checked
+        return checked, numeric
+
+    def _adapt_step_size(self, members: list[Values], children: list[tuple[Values, bool]],
+                         ranked: list[dict[str, Any]]) -> None:
+        """One-fifth rule over this generation's numeric children against the best parent."""
+        scored = {json.dumps(m["values"], sort_keys=True): m["fitness"] for m in ranked}
+        parents = [scored[k] for k in (json.dumps(m, sort_keys=True) for m in members) if k in scored]
+        trials = [scored.get(json.dumps(child, sort_keys=True)) for child, numeric in children if numeric]
+        trials = [t for t in trials if t is not None]
+        if not parents or not trials:
+            return
+        best = max(parents)
+        rate = sum(t > best for t in trials) / len(trials)
+        self.step_size = min(MAX_STEP, max(MIN_STEP, self.step_size * math.exp((rate - 0.2) / _DAMPING)))
 
     def _race(self, candidates: list[Values], evaluation: Evaluation) -> list[dict[str, Any]]:
         by_name = {n: p for p, n in self.param_names.items()}
@@ -175,7 +248,8 @@ class Evolution(Optimizer):
         population = [{**m, "fitness": _finite(m.get("fitness")), "score": _finite(m.get("score"))}
                       for m in self.population]
         return {"rng": [version, list(internal), gauss], "generation": self.generation,
-                "population": population, "last_race": self.last_race}
+                "population": population, "last_race": self.last_race, "step_size": self.step_size,
+                "memo": self.memo.state_dict()}
 
     def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
         version, internal, gauss = data["rng"]
@@ -188,21 +262,37 @@ class Evolution(Optimizer):
         self.generation = int(data["generation"])
         self.population = [dict(m) for m in data["population"]]
         self.last_race = dict(data.get("last_race", {}))
+        self.step_size = float(data.get("step_size", self.step_size))
+        if "memo" in data:
+            self.memo.load_state_dict(data["memo"])
 
 
-def _perturb(target: Param, value: Any, rng: random.Random) -> Any:
-    """A nearby value of a number or choice parameter."""
+MIN_STEP = 1e-4
+MAX_STEP = 0.5
+_DAMPING = 1.0  # one-fifth rule: at a success rate r the step size changes by exp(r - 0.2)
+_TRIES = 4  # redraws when a numeric mutation rounds back to the parent
+
+
+def _perturb(target: Param, value: Any, rng: random.Random, step: float, count: int) -> Any:
+    """A nearby value: numbers move by a Gaussian of ``step`` in unit coordinates (unbounded
+    ones relatively); a choice switches to another option with probability ``1 / count``."""
     kind = target.kind
     if isinstance(kind, SpaceKind):
         space = kind.space
         if isinstance(space, Choice):
             others = [o for o in space.options if o != value]
-            return rng.choice(others) if others else value
-        unit = space.to_unit(value) + rng.gauss(0.0, 0.25)  # type: ignore[attr-defined]
+            return rng.choice(others) if others and rng.random() < 1 / count else value
+        unit = _reflect(space.to_unit(value) + rng.gauss(0.0, step))  # type: ignore[attr-defined]
         return space.from_unit(unit)  # type: ignore[attr-defined]
     if isinstance(kind, NumberKind) and kind.number_type is int:
-        return value + rng.choice((-1, 1)) * max(1, round(abs(value) * 0.2))
-    return value * math.exp(rng.gauss(0.0, 0.3)) if value else rng.gauss(0.0, 1.0)
+        return value + round(rng.gauss(0.0, max(1.0, abs(value) * step)))
+    return value * math.exp(rng.gauss(0.0, step)) if value else rng.gauss(0.0, 1.0)
+
+
+def _reflect(unit: float) -> float:
+    """``unit`` folded back into [0, 1], so steps past a bound do not pile up on it."""
+    unit = abs(unit) % 2.0
+    return 2.0 - unit if unit > 1.0 else unit
 
 
 def _unique(candidates: list[Values]) -> list[Values]:

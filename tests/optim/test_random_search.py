@@ -64,3 +64,32 @@ def test_state_round_trip_continues_the_same_sequence(plugin_manager):
         o.step()
     assert (k.value, t.value) == (k2.value, t2.value)
     assert opt2.history == opt.history
+
+
+def test_random_search_scores_the_values_with_a_closure_once_per_values(plugin_manager):
+    k = go.param(1, name="k", space=go.Int(1, 3))
+    mode = go.param("a", name="mode", space=go.Choice(["a", "b"]))
+    opt = go.optimizer("random", [k, mode], seed=0, plugin_manager=plugin_manager)
+    runs = []
+
+    def closure():
+        runs.append((k.value, mode.value))
+        return float(k.value) + (mode.value == "b")  # a loss
+
+    for _ in range(30):  # six possible points: most steps revisit one
+        opt.step(closure)
+    assert len(runs) == len(set(runs)) == opt.evaluations == opt.distinct_points <= 6
+    assert opt.best["values"] == {"k": 1, "mode": "a"} and opt.best["score"] == -1.0
+    assert len(opt.history) == 30
+
+
+def test_random_search_prefers_score_feedback_over_the_closure(plugin_manager):
+    k, temperature, opt = run(plugin_manager, 0)
+
+    @go.op
+    def workflow(k, temperature):
+        return k
+
+    go.backward(workflow(k, temperature), go.Feedback(score=0.5))
+    opt.step(lambda: pytest.fail("the closure runs only without score feedback"))
+    assert opt.history[-1]["score"] == 0.5 and opt.evaluations == 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Sequence
+
+import pytest
 
 import graphopt as go
 from graphopt.graph.demos import demos
@@ -89,3 +92,88 @@ def test_fewshot_keeps_the_current_value_when_no_subset_beats_it():
     go.backward(answer(shots, "q"), go.Feedback(score=1.0))
     assert opt.step(TableEvaluation(lambda values, i: float(not values["shots"]))) == {}
     assert shots.value == []
+
+
+def branin_like(values):
+    x, y = values["x"], values["y"]
+    return (y - 0.13 * x * x + 1.6 * x - 6) ** 2 + 9.6 * (1 - 0.04 * x) + 0.0 * values["k"]
+
+
+def numeric_params():
+    return [go.param(9.0, name="x", space=go.Float(-5.0, 10.0)),
+            go.param(14.0, name="y", space=go.Float(0.0, 15.0)),
+            go.param(3, name="k", space=go.Int(0, 6))]
+
+
+def test_evolution_with_a_plain_closure_never_runs_the_same_values_twice():
+    params = numeric_params()
+    seen = []
+
+    def closure():
+        seen.append(json.dumps({p.name: p.value for p in params}, sort_keys=True))
+        return branin_like({p.name: p.value for p in params})
+
+    opt = go.optimizer("evolution", params, seed=0)
+    for _ in range(8):  # survivors stay in the population from step to step
+        opt.step(closure)
+    assert len(seen) == len(set(seen)) == opt.evaluations == opt.distinct_points
+    assert opt.evaluations > 8 * 3
+
+
+def test_evolution_steps_on_a_closure_without_feedback_and_improves():
+    params = numeric_params()
+    start = branin_like({p.name: p.value for p in params})
+    opt = go.optimizer("evolution", params, seed=1)
+    for _ in range(10):
+        opt.step(lambda: branin_like({p.name: p.value for p in params}))
+    assert branin_like({p.name: p.value for p in params}) < start / 4
+
+
+def test_evolution_step_size_follows_the_one_fifth_rule():
+    # A flat objective: no child ever beats its parents, so the numeric step shrinks each generation.
+    params = numeric_params()
+    opt = go.optimizer("evolution", params, step_size=0.2, seed=0)
+    opt.step(lambda: 1.0)
+    first = opt.step_size
+    opt.step(lambda: 1.0)
+    assert first < 0.2 and opt.step_size < first
+    # A slope the children can keep descending: most of them beat their parents, the step grows.
+    params = numeric_params()
+    opt = go.optimizer("evolution", params, step_size=0.01, population=1, offspring=4, seed=0)
+    for _ in range(3):
+        opt.step(lambda: params[0].value + params[1].value)
+    assert opt.step_size > 0.01
+
+
+def test_evolution_refuses_a_step_size_outside_the_unit_range():
+    with pytest.raises(ValueError, match=r"step_size expects a number in \(0, 0.5\], got 2"):
+        go.optimizer("evolution", numeric_params(), step_size=2)
+
+
+def test_evolution_state_keeps_the_memo_and_step_size():
+    params = numeric_params()
+    opt = go.optimizer("evolution", params, seed=0)
+
+    def closure():
+        return branin_like({p.name: p.value for p in params})
+
+    for _ in range(3):
+        opt.step(closure)
+    state = json.loads(json.dumps(opt.state_dict()))
+    other_params = numeric_params()
+    for source, target in zip(params, other_params):
+        target.assign(source.value)
+    other = go.optimizer("evolution", other_params, seed=0)
+    other.load_state_dict(state)
+    assert (other.evaluations, other.distinct_points, other.step_size) == \
+        (opt.evaluations, opt.distinct_points, opt.step_size)
+    runs = []
+
+    def counted():
+        runs.append(1)
+        return branin_like({p.name: p.value for p in other_params})
+
+    other.step(counted)
+    opt.step(closure)
+    assert [p.value for p in other_params] == [p.value for p in params]
+    assert 0 < len(runs) <= 4  # only the offspring run: the survivors' scores come from the memo

@@ -205,8 +205,8 @@ class OptunaOptimizer(Optimizer):
 
     def _create_study(self, trials: list[dict[str, Any]] | None = None) -> optuna.Study:
         pruner = self.config["pruner"]
-        self.sampler: optuna.samplers.BaseSampler = make_sampler(self.config["sampler"], self.config["sampler_options"],
-                                    self.config["seed"])
+        self.sampler: optuna.samplers.BaseSampler = make_sampler(
+            self.config["sampler"], self.config["sampler_options"], self.config["seed"])
         study = optuna.create_study(
             storage=open_storage(self.config["storage"]), study_name=self.config["study_name"],
             directions=list(self.objectives.values()), load_if_exists=True, sampler=self.sampler,
