@@ -113,7 +113,7 @@ class Runner:
         with self._lock:
             if self.max_evaluations is not None and self.evaluations >= self.max_evaluations:
                 raise BudgetExceeded(f"max_evaluations={self.max_evaluations} reached: "
-                                     f"{self.evaluations} runs of the workflow", budget=self)
+                                     f"{self.evaluations} runs of the workflow")
             self.evaluations += 1
             self.points.add(key)
 

@@ -97,3 +97,25 @@ def test_another_metric_or_workflow_code_gets_its_own_cache_entries(tmp_path):
     third = Trainer(lambda a: other_flow(a) + 0, data, metric=lambda e, p: 1.0, cache=cache, quiet=True,
                     optimizers=[go.optimizer("random", [x])])
     assert third.runner.namespace != first.runner.namespace
+
+
+def test_kept_runs_with_tensors_are_used_once_and_dropped_once_the_tensors_change():
+    import torch
+
+    w = go.param(torch.zeros(2, requires_grad=True), name="w")
+    k = go.param(0, name="k", space=go.Int(0, 3))
+
+    @go.op
+    def predict(w, x, k):
+        return (w * x).sum() + 0 * k
+
+    def loss(example, prediction):
+        return (prediction - example.target) ** 2
+
+    data = [([1.0, 2.0], 3.0), ([2.0, 1.0], 3.0)]
+    result = optimize(lambda x: predict(w, torch.tensor(x), k), data, metric=loss, epochs=6, batch_size=2,
+                      eval_every=1, quiet=True, restore_best=False,
+                      optimizers=[go.optimizer("torch", [w], algorithm="SGD", lr=0.05),
+                                  go.optimizer("random", [k], seed=0)])
+    assert result.history[-1].val_score > result.history[0].val_score
+    assert result.distinct_points == result.evaluations
