@@ -27,23 +27,24 @@ def backward(output: Node, feedback: Any = None, *, propagator: str = "default",
     if not isinstance(output, Node):
         raise TraceError(f"backward expects a graphopt Node, got {type(output).__name__}; "
                          f"call ops on params so the output is traced")
-    resolved = _resolve(output, feedback)
+    own_loss = _scalar_with_grad(output.value)
+    resolved = _resolve(output, feedback, own_loss)
     subgraph = minimal_subgraph((output,))
-    loss = resolved.loss if resolved.loss is not None else _scalar_with_grad(output.value)
+    # Nothing here reads a tensor's value: no host-device synchronisation beyond autograd's own.
+    loss = resolved.loss if resolved.loss is not None else own_loss
     if loss is not None and loss.requires_grad:
         loss.backward(retain_graph=retain_graph)
     manager = plugin_manager or get_plugin_manager()
     manager.lookup("propagators", propagator).propagate(subgraph, resolved)
 
 
-def _resolve(output: Node, feedback: Any) -> Feedback:
+def _resolve(output: Node, feedback: Any, own_loss: Any) -> Feedback:
     if feedback is not None:
         return Feedback.coerce(feedback)
+    if own_loss is not None:
+        return Feedback(loss=own_loss)
     if isinstance(output, Error):
         return Feedback(error=ErrorInfo.from_exception(output.value, output.traceback))
-    loss = _scalar_with_grad(output.value)
-    if loss is not None:
-        return Feedback(loss=loss)
     raise TraceError(f"backward from {output.label!r} needs feedback: its value is neither an error "
                      f"nor a scalar tensor requiring grad", node=output)
 

@@ -127,6 +127,9 @@ class SpaceKind(ParamKind):
         return self.space.validate(value)
 
 
+_INFINITIES = (math.inf, -math.inf)
+
+
 class NumberKind(ParamKind):
     """An unbounded ``int`` or ``float`` (give a space to bound it)."""
 
@@ -135,6 +138,8 @@ class NumberKind(ParamKind):
         self.name = number_type.__name__
 
     def validate(self, value: Any, current: Any) -> Any:
+        if type(value) is self.number_type and (value == value and value not in _INFINITIES):
+            return value  # the common case first: parameters are made by the thousand
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"expects a number ({self.name}), got {type(value).__name__}")
         if self.number_type is int:

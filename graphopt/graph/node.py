@@ -165,7 +165,10 @@ class Param(Node):
             self.kind = kind or infer_kind(value, space)
         except ValueError as err:
             raise ParamValidationError(f"param {name!r}: {err}", param=self, value=space) from err
-        self.value = self.validate(value)
+        try:  # self.validate(value), inlined; the starting value is its own current value
+            self.value = self.kind.validate(value, value)
+        except ValueError as err:
+            raise ParamValidationError(f"param {self.label!r} {err}", param=self, value=value) from err
         if not node_id & _PACE_MASK:
             pacing.grown(self)
 

@@ -21,13 +21,14 @@ from typing import Any, Callable, TypeVar, overload
 from graphopt.errors import BudgetExceeded, TraceError
 from graphopt.graph import context
 from graphopt.graph.kinds import CodeKind
-from graphopt.graph.node import Error, Node, Op, Param, _error, _record
+from graphopt.graph.node import Error, Message, Node, Op, Param, _error, _record
 from graphopt.runtime.sandbox.candidate import Candidate
 from graphopt.runtime.sandbox.settings import Mode, check_mode, current_mode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 NESTED = "<nested>"
+_NO_KEYWORDS: dict[str, Any] = {}  # shared, never written: calls without keywords unpack it
 
 # Bound once: these run on every traced call.
 _current, _enter, _leave = context.current, context.enter, context.leave
@@ -117,7 +118,10 @@ class TracedFunction:
         finally:
             _leave(token)
         if failure is None and not frame and not isinstance(value, Node):
-            return _record(state, self.op, value, parents, arg_names, constants)
+            node = Message(value, parents, self.op, arg_names, constants)  # _record, inlined
+            if state.frame is not None:
+                state.frame.append(node)
+            return node
         return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
     async def _ainvoke(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -161,7 +165,7 @@ class TracedFunction:
         if plain and not kwargs and self.code is None:
             if bound:
                 positional.insert(0, instance)
-            return self.function, positional, {}, args, names, None
+            return self.function, positional, _NO_KEYWORDS, args, names, None
         parents: list[Node] = [self.code] if self.code is not None else []
         arg_names: list[str] = ["__code__"] if self.code is not None else []
         constants: dict[str, Any] | None = None
@@ -170,16 +174,16 @@ class TracedFunction:
         if kwargs:
             names = (*names, *kwargs)
             args = (*args, *kwargs.values())
-        for index, arg in enumerate(args):
+        for name, arg in zip(names, args):
             if isinstance(arg, Node):
                 if type(arg) is Error and failure is None:
                     failure = arg.value
                 parents.append(arg)
-                arg_names.append(names[index])
+                arg_names.append(name)
+            elif constants is None:
+                constants = {name: arg}
             else:
-                if constants is None:
-                    constants = {}
-                constants[names[index]] = arg
+                constants[name] = arg
         if kwargs:
             keywords = {k: v.value if isinstance(v, Node) else v for k, v in kwargs.items()}
         function = self.function if self.code is None else self.implementation()

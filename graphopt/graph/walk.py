@@ -73,11 +73,16 @@ def minimal_subgraph(outputs: Sequence[Node]) -> Subgraph:
     on_path: set[Node] = set()
     nodes: list[Node] = []
     params: list[Param] = []
+    # is_trainable and _reaches inlined: this runs once per backward, torch steps included.
     for node in topological_order(outputs):
-        if is_trainable(node):
-            params.append(node)  # type: ignore[arg-type]
-        elif not _reaches(node, on_path):
-            continue
+        if isinstance(node, Param) and node.trainable:
+            params.append(node)
+        else:
+            for parent in node.parents:
+                if parent in on_path:
+                    break
+            else:
+                continue
         on_path.add(node)
         nodes.append(node)
     return Subgraph(tuple(outputs), nodes, params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from typing import Any, Callable, Mapping
 
 import torch
@@ -78,17 +79,18 @@ class TorchOptimizer(Optimizer):
         A NaN or infinite gradient refuses the step (``OptimizerStepError``), every tensor and
         the torch state unchanged: one bad loss must not turn the parameters into NaN.
         """
-        self._call_hook("graphopt_before_step", optimizer=self, params=self.params)
-        if all(p.value.grad is None for p in self.params):
+        params = self.params
+        self._call_hook("graphopt_before_step", optimizer=self, params=params)
+        with_grad = [p for p in params if p.value.grad is not None]
+        if not with_grad:
             return {}
-        bad = [self.param_names[p] for p in self.params
-               if p.value.grad is not None and not bool(torch.isfinite(p.value.grad).all())]
+        bad = [self.param_names[p] for p in _non_finite(with_grad)]
         if bad:
             raise OptimizerStepError(f"optimizer 'torch' refused the step, nothing changed: non-finite "
                                      f"gradient (NaN or inf) in {', '.join(map(repr, bad))}",
                                      optimizer=self, errors={n: "non-finite gradient" for n in bad})
         self.torch_optimizer.step(closure)
-        self._call_hook("graphopt_after_step", optimizer=self, params=self.params,
+        self._call_hook("graphopt_after_step", optimizer=self, params=params,
                         committed=self._committed)
         return self._committed
 
@@ -112,6 +114,21 @@ class TorchOptimizer(Optimizer):
         saved = tensor_state.decode(data["torch"])
         saved["state"] = {int(k): v for k, v in saved["state"].items()}
         self.torch_optimizer.load_state_dict(saved)
+
+
+def _non_finite(params: list[Param]) -> list[Param]:
+    """The parameters whose gradient holds a NaN or an infinity.
+
+    One fused max-norm over every dense gradient (NaN and inf survive a max, and it cannot
+    overflow as a sum could), read back once: a few microseconds where a check per tensor costs
+    three kernel launches each.
+    """
+    dense = [p for p in params if not p.value.grad.is_sparse]
+    norms = torch._foreach_norm([p.value.grad for p in dense], math.inf) if dense else []
+    bad = {p for p, norm in zip(dense, norms) if not math.isfinite(norm)}
+    bad.update(p for p in params if p.value.grad.is_sparse
+               and not bool(torch.isfinite(p.value.grad.coalesce().values()).all()))
+    return [p for p in params if p in bad]
 
 
 @hookimpl
