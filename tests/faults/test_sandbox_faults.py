@@ -124,6 +124,20 @@ def home(tmp_path, monkeypatch):
     return home
 
 
+def children() -> list[int]:
+    """Process ids whose parent is this process (zombies included)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                found.append(int(entry))
+    return found
+
+
 def candidate(body: str) -> str:
     return "def target(x):\n" + textwrap.indent(body, "    ") + "\n"
 
@@ -199,9 +213,8 @@ def test_runaway_candidate_is_killed_and_the_pool_replaces_its_worker(pool):
     def spin(n):
         return n
 
-    spin.code.assign("def spin(n):\n    while True:\n        n += 1\n")
     with sandbox(pool=pool):
-        spin.code.assign("def spin(n):\n    return n\n")
+        spin.code.assign("def spin(n):\n    return n + 0\n")
         spin(0)  # start a worker first
         before = pool.pids()
         spin.code.assign("def spin(n):\n    while True:\n        n += 1\n")
@@ -209,9 +222,11 @@ def test_runaway_candidate_is_killed_and_the_pool_replaces_its_worker(pool):
         assert isinstance(out, go.Error) and isinstance(out.exception, SandboxTimeout)
         assert str(out.exception).endswith(".spin': killed after timeout 0.3 s")
         assert pool.pids() == [] and not os.path.exists(f"/proc/{before[0]}")  # killed and reaped
+        assert before[0] not in children()
         spin.code.assign("def spin(n):\n    return n * 2\n")
         assert spin(4).value == 8
         assert len(pool.pids()) == 1 and pool.pids() != before
+        assert set(pool.pids()) <= set(children())
 
 
 def test_candidate_leaving_a_thread_running_gets_its_worker_replaced(pool):
@@ -278,6 +293,7 @@ def test_optimize_survives_hostile_proposals_and_keeps_the_good_one(pool):
                              eval_every=1, error_score=0.0)
     assert result.stopped == "completed" and result.steps == len(hostile) + 1
     assert result.best_score == 1.0 and double.code.value == good
+    assert pool.pids()  # the run-level pool ran the candidates (evaluation threads copy the context)
     assert callable(go.optimize)
 
 
