@@ -315,20 +315,34 @@ def check_options(name: str, cls: type, options: Mapping[str, Any]) -> dict[str,
         hints = typing.get_type_hints(cls.__init__)
     except Exception:  # annotations that do not resolve here: the constructor checks its own
         hints = {}
+    checked = dict(options)
     for key, value in options.items():
         hint = hints.get(key)
         if hint is None or hint is Any:
             continue
         try:
-            adapter = TypeAdapter(hint, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+            strict = TypeAdapter(hint, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
         except (PydanticSchemaGenerationError, PydanticUserError, TypeError):
             continue  # a type pydantic cannot check: the constructor checks its own
         try:
-            adapter.validate_python(value)
+            strict.validate_python(value)
         except ValidationError as err:
-            expected = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            # YAML, TOML and checkpoints have lists only: a list where a tuple or set is expected is
+            # converted; any other mismatch (a string for a number, a number for a bool) is refused.
+            kinds = {e["type"] for e in err.errors()}
+            if isinstance(value, list) and kinds and kinds <= set(_COLLECTIONS):
+                try:
+                    checked[key] = strict.validate_python(_COLLECTIONS[kinds.pop()](value))
+                    continue
+                except (ValidationError, TypeError):
+                    pass
+            expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
             raise ValueError(f"optimizer {name!r}: option {key!r} expects {expected}, got {value!r}") from err
-    return dict(options)
+    return checked
+
+
+_COLLECTIONS: dict[str, Callable[[list[Any]], Any]] = {"tuple_type": tuple, "set_type": set,
+                                                      "frozen_set_type": frozenset}
 
 
 def build_trainer(config: RunConfig, *, resume: str | os.PathLike[str] | None = None,

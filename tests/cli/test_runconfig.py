@@ -33,3 +33,15 @@ def test_settings_from_the_command_line_name_the_option(tmp_path):
                                          "equal to 1, got 0$"):
         make_config({"workflow": "f.py:f", "data": str(tmp_path / "t.jsonl"), "optimizers": ["random"],
                      "batch_size": 0}, origin={"batch_size": "option --batch-size"})
+
+
+def test_lists_from_a_config_file_become_the_tuples_an_option_expects():
+    class Optimizer:
+        def __init__(self, params, *, betas: tuple[float, float] = (0.9, 0.99), kinds: frozenset[str] = frozenset(),
+                     plugin_manager=None):
+            pass
+
+    assert check_options("x", Optimizer, {"betas": [0.5, 0.6], "kinds": ["text"]}) == \
+        {"betas": (0.5, 0.6), "kinds": frozenset({"text"})}
+    with pytest.raises(ValueError, match="option 'betas' expects tuple\\[float, float\\], got \\['a', 0.6\\]"):
+        check_options("x", Optimizer, {"betas": ["a", 0.6]})
