@@ -229,6 +229,18 @@ def test_runaway_candidate_is_killed_and_the_pool_replaces_its_worker(pool):
         assert set(pool.pids()) <= set(children())
 
 
+def test_candidate_source_running_forever_at_top_level_meets_the_call_timeout(pool):
+    @go.op(trainable=True, timeout=0.3)
+    def load(n):
+        return n
+
+    load.code.assign("while True:\n    pass\n\ndef load(n):\n    return n\n")
+    with sandbox(pool=pool):
+        out = load(1)
+    assert isinstance(out.exception, SandboxTimeout) and str(out.exception).endswith("killed after timeout 0.3 s")
+    assert_still_works(pool)
+
+
 def test_candidate_leaving_a_thread_running_gets_its_worker_replaced(pool):
     try:
         with sandbox(pool=pool):

@@ -96,11 +96,16 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """Kill the worker and whatever it started, reap it and remove its files."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        self.signal_kill()
         self._reap()
+
+    def signal_kill(self) -> None:
+        """SIGKILL to the worker's session, unless it was reaped (its id may be reused since)."""
+        if self.process.returncode is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def stop(self) -> None:
         """Ask the worker to exit; kill it if it does not within a second."""
@@ -132,10 +137,8 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
             pass
         for fd in (self.request_fd, self.reply_fd):
-            try:
+            if fd >= 0:
                 os.close(fd)
-            except OSError:
-                pass
         self.request_fd = self.reply_fd = -1
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
@@ -186,14 +189,14 @@ class SandboxPool:
         retire = False
         try:
             if program.key not in worker.prepared:
-                self._prepare(worker, program)
+                self._prepare(worker, program, timeout)
             if not worker.torch_ready and any(type(b) is wire.TensorBlob for b in blobs):
                 self._setup(worker, program.op_name, {"op": "import", "modules": ["torch", "safetensors.torch"]})
                 worker.torch_ready = True
             header = {**request, "op": "call", "key": program.key}
             reply, reply_blobs = self._exchange(worker, program.op_name, header, blobs, timeout)
             if (reply.get("error") or {}).get("kind") == "unprepared":  # evicted from the worker's cache
-                self._prepare(worker, program)
+                self._prepare(worker, program, timeout)
                 reply, reply_blobs = self._exchange(worker, program.op_name, header, blobs, timeout)
             retire = "retired" in reply
             if reply.get("ok"):
@@ -206,12 +209,15 @@ class SandboxPool:
         finally:
             self._release(worker, not retire and worker.alive)
 
-    def _prepare(self, worker: WorkerProcess, program: Program) -> None:
+    def _prepare(self, worker: WorkerProcess, program: Program, timeout: float) -> None:
+        """Imports first (trusted, ``setup_timeout``), then the candidate's own source (``timeout``)."""
         header, blobs = program.prepare_request()
-        reply, _ = self._exchange(worker, program.op_name, {**header, "op": "prepare", "key": program.key},
-                                  blobs, self.limits.setup_timeout)
-        if not reply.get("ok"):
-            raise program.annotate(self._failure(program.op_name, reply.get("error") or {}))
+        for request, request_blobs, limit in (({**header, "op": "prepare"}, blobs, self.limits.setup_timeout),
+                                              ({"op": "define"}, [], timeout)):
+            request["key"] = program.key
+            reply, _ = self._exchange(worker, program.op_name, request, request_blobs, limit)
+            if not reply.get("ok"):
+                raise program.annotate(self._failure(program.op_name, reply.get("error") or {}))
         worker.prepared.add(program.key)
 
     def _setup(self, worker: WorkerProcess, op_name: str, header: dict[str, Any]) -> None:
@@ -351,8 +357,8 @@ class SandboxPool:
             self._lock.notify_all()
         for worker in idle:
             worker.stop()
-        for worker in busy:
-            worker.kill()
+        for worker in busy:  # the calling thread sees the pipe close, then reaps it
+            worker.signal_kill()
         if self._atexit:
             atexit.unregister(self.close)
             self._atexit = False

@@ -64,6 +64,7 @@ class Worker:
         self.calls = 0
         self.spare_dir = ""  # the last call's directory, reused while it is left empty
         self.runner = Runner()
+        self.pending: tuple[Any, ...] | None = None  # a prepared namespace awaiting ``define``
 
     def serve(self) -> None:
         while True:
@@ -75,6 +76,8 @@ class Worker:
             retire = False
             if kind == "prepare":
                 reply, out = self.prepare(header, blobs), []
+            elif kind == "define":
+                reply, out = self.define(header), []
             elif kind == "call":
                 reply, out, retire = self.call(header, blobs)
             elif kind == "import":
@@ -95,34 +98,43 @@ class Worker:
 
     # -- requests ---------------------------------------------------------------------------
     def prepare(self, header: dict[str, Any], blobs: list[bytes]) -> dict[str, Any]:
+        """Import what the candidate may use (trusted) and keep its namespace for ``define``."""
         namespace: dict[str, Any] = {"__builtins__": dict(builtins.__dict__), "__name__": "graphopt_candidate"}
-        name = module = attribute = ""
         with self.trusted():
-            try:
-                for name, module, attribute in header["imports"]:
+            for name, module, attribute in header["imports"]:
+                try:
                     value = importlib.import_module(module)
                     for part in (attribute.split(".") if attribute else ()):
                         value = getattr(value, part)
-                    namespace[name] = value
-                for preload in header.get("preload", ()):
-                    try:  # modules the candidate imports itself and the parent had loaded
-                        importlib.import_module(preload)
-                    except Exception:
-                        pass  # the candidate's own import statement reports it
-                if header.get("is_async"):
-                    importlib.import_module("asyncio")
-                if "torch" in sys.modules:
-                    importlib.import_module("safetensors.torch")
+                except Exception as exc:
+                    return _failure("prepare", f"cannot import {module}{'.' + attribute if attribute else ''} "
+                                    f"(global {name!r}) in the sandbox: {type(exc).__name__}: {exc}")
+                namespace[name] = value
+            for preload in header.get("preload", ()):
+                try:  # modules the candidate imports itself and the parent had loaded
+                    importlib.import_module(preload)
+                except Exception:
+                    pass  # the candidate's own import statement reports it
+            if header.get("is_async"):
+                importlib.import_module("asyncio")
+            if "torch" in sys.modules:
+                importlib.import_module("safetensors.torch")
+            try:
                 namespace.update(wire.decode(header["values"], blobs))
-            except Exception as exc:
-                return _failure("prepare", f"cannot import {module}"
-                                f"{'.' + attribute if attribute else ''} (global {name!r}): "
-                                f"{type(exc).__name__}: {exc}")
-        code_name, function_name = header["filename"], header["function"]
+            except wire.WireError as exc:
+                return _failure("protocol", f"globals did not decode: {exc}")
+        self.pending = (header["key"], namespace, header["source"], header["filename"], header["function"],
+                        bool(header.get("is_async")))
+        return {"ok": True}
 
-        source = header["source"]
+    def define(self, header: dict[str, Any]) -> dict[str, Any]:
+        """Run the prepared candidate's source (untrusted) and cache its function by source hash."""
+        if self.pending is None or self.pending[0] != header.get("key"):
+            return _failure("unprepared", "the candidate is not prepared in this worker")
+        key, namespace, source, code_name, function_name, is_async = self.pending
+        self.pending = None
 
-        def define() -> tuple[dict[str, Any], list[bytes]]:
+        def run_source() -> tuple[dict[str, Any], list[bytes]]:
             exec(compile(source, code_name, "exec"), namespace)
             function = namespace.get(function_name)
             if not callable(function):
@@ -131,9 +143,13 @@ class Worker:
             return {"ok": True}, []
 
         defined: list[Callable[..., Any]] = []
-        reply, _ = self.untrusted(define)
+        with self.trusted():
+            self.enter_call()
+        reply, _ = self.untrusted(run_source)
+        with self.trusted():
+            self.leave_call()
         if reply.get("ok") and defined:
-            self.remember(header["key"], defined[0], bool(header.get("is_async")))
+            self.remember(key, defined[0], is_async)
         return reply
 
     def import_modules(self, modules: list[str]) -> dict[str, Any]:
