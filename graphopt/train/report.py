@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import networkx as nx
 
 from graphopt.graph.serialize import atomic_write_bytes
-from graphopt.train.history import StepRecord
+from graphopt.train.history import OptimizerRecord, StepRecord
 
 _COLOURS = {"param": "#fde68a", "message": "#bfdbfe", "error": "#fecaca", "node": "#e5e7eb"}
 
@@ -95,7 +95,8 @@ def write_report(path: str | os.PathLike[str], *, title: str, graph: nx.DiGraph,
     steps = "".join(
         f"<tr><td>{r.step}</td><td>{_num(r.train_score)}</td><td>{_num(r.val_score)}</td>"
         f"<td>{_num(r.best_score)}</td><td>{r.usage.calls}</td><td>{r.usage.tokens}</td>"
-        f"<td>{html.escape(', '.join(f'{o.name}: {len(o.committed)}' for o in r.optimizers))}</td></tr>"
+        f"<td>{r.usage.evaluations}</td>"
+        f"<td>{html.escape('; '.join(_outcome(o) for o in r.optimizers))}</td></tr>"
         for r in history)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -106,10 +107,20 @@ white-space:pre-wrap}}.scroll{{overflow-x:auto}}</style></head><body>
 <h2>Workflow graph (one traced run)</h2><div class="scroll">{graph_svg(graph)}</div>
 <h2>Scores</h2>{history_svg(history)}
 <h2>Steps</h2><table><tr><th>step</th><th>train</th><th>validation</th><th>best</th><th>calls</th>
-<th>tokens</th><th>params changed</th></tr>{steps}</table>
+<th>tokens</th><th>evaluations</th><th>optimizers</th></tr>{steps}</table>
 <h2>Best values</h2>{shown}</body></html>
 """
     atomic_write_bytes(path, page.encode("utf-8"))
+
+
+def _outcome(record: OptimizerRecord) -> str:
+    """What one optimizer did in a step, in a few words."""
+    if record.refused is not None:
+        return f"{record.name}: refused ({_cut(record.refused, 80)})"
+    if record.rejected is not None:
+        return (f"{record.name}: rejected {_num(record.rejected.score_after)} < "
+                f"{_num(record.rejected.score_before)}")
+    return f"{record.name}: {', '.join(record.committed) or 'no change'}"
 
 
 def _cut(text: str, limit: int) -> str:

@@ -59,7 +59,8 @@ class Trainer:
     ``accept`` is the acceptance gate of gated optimizers (LLM, evolution, fewshot: see
     ``Optimizer``): ``"improve"`` keeps a proposal only if it scores no worse than the current
     values on the step's minibatch, ``"improve_val"`` also on the validation set, ``"always"``
-    keeps every valid proposal. ``max_evaluations`` caps the real runs of the workflow (reserved
+    keeps every valid proposal; ``None`` leaves each optimizer's own ``accept`` (``"improve"``
+    unless set). ``max_evaluations`` caps the real runs of the workflow (reserved
     before each run; the run stops with ``stopped="budget"``). ``on_step_error``: ``"skip"``
     records a failed step (rolled back) and goes on, ``"raise"`` stops with
     ``OptimizerStepError``. The checkpoint and history paths are locked while the run holds them.
@@ -75,7 +76,7 @@ class Trainer:
                  cache: EvalCache | str | os.PathLike[str] | None = None, namespace: str | None = None,
                  quiet: bool = False, reporter: Reporter | None = None, restore_best: bool = True,
                  error_score: float = 0.0, target_key: str = "target",
-                 accept: str = "improve", max_evaluations: int | None = None,
+                 accept: str | None = None, max_evaluations: int | None = None,
                  on_step_error: str = "skip", config: Mapping[str, Any] | None = None,
                  plugin_manager: PluginManager | None = None) -> None:
         _check_options(epochs=epochs, batch_size=batch_size, concurrency=concurrency, seed=seed,
@@ -83,7 +84,7 @@ class Trainer:
                        error_score=error_score, max_evaluations=max_evaluations,
                        on_step_error=on_step_error, target_key=target_key, quiet=quiet,
                        restore_best=restore_best)
-        self.accept = check_accept(accept)
+        self.accept = check_accept(accept) if accept is not None else None
         self.max_evaluations = max_evaluations
         self.on_step_error = on_step_error
         self.workflow = workflow

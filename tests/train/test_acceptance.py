@@ -153,3 +153,18 @@ def test_a_refused_step_of_invalid_values_rolls_back_the_other_optimizers():
     assert "Int(0, 9), got 99" in result.history[1].optimizers[1].refused
     assert result.history[1].optimizers[0].refused.startswith("rolled back")
     assert prompt.value == "start" and k.value == 0
+
+
+def test_an_optimizers_own_accept_holds_unless_the_run_sets_one():
+    prompt, _, flow = prompt_flow()
+    opt = Scripted([prompt], ["worse"])
+    opt.accept = "always"
+    optimize(flow, DATA, metric=score, optimizers=[opt], epochs=1, batch_size=2, quiet=True,
+             restore_best=False)
+    assert prompt.value == "worse"
+    prompt2, _, flow2 = prompt_flow()
+    opt2 = Scripted([prompt2], ["worse"])
+    opt2.accept = "always"
+    optimize(flow2, DATA, metric=score, optimizers=[opt2], epochs=1, batch_size=2, quiet=True,
+             restore_best=False, accept="improve")
+    assert prompt2.value == "start"
