@@ -83,7 +83,7 @@ def tune(method: str, seed: int) -> Workflow:
         return workflow.accuracy(lr, weight_decay, hidden)
 
     if method == "spsa":
-        opt = go.optimizer("spsa", params, lr=0.3, perturbation=0.1, seed=seed)
+        opt = go.optimizer("spsa", params, seed=seed)
         while len(workflow.scores) < BUDGET:
             opt.step(lambda: go.Feedback(score=train_and_score(*params).value))
         return workflow

@@ -44,14 +44,16 @@ class EvaluationMemo:
     ``evaluations`` counts the runs made through the memo, ``distinct_points`` the (values,
     example) pairs among them seen for the first time; the two are equal when nothing was run
     twice. The newest ``capacity`` results are kept (least recently used dropped first), so
-    ``distinct_points`` is exact while fewer than ``capacity`` pairs were run.
+    ``distinct_points`` is exact while fewer than ``capacity`` pairs were run. ``capacity=0``
+    keeps nothing and only counts: for a closure whose result for the same values changes from
+    step to step (a new minibatch each time).
     """
 
     __slots__ = ("capacity", "entries", "evaluations", "distinct_points")
 
     def __init__(self, capacity: int = 10_000) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"EvaluationMemo capacity expects an int >= 1, got {capacity!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"EvaluationMemo capacity expects an int >= 0, got {capacity!r}")
         self.capacity = capacity
         self.entries: OrderedDict[str, Any] = OrderedDict()
         self.evaluations = 0

@@ -42,7 +42,8 @@ class Evolution(Optimizer):
     crossovers of text and code. ``step(closure)`` needs a closure (feedback critiques on the
     params, when there are any, guide text mutations); given a trainer's ``Evaluation`` it races
     example by example. ``step_size`` is the first numeric mutation's standard deviation in unit
-    coordinates (a space's whole range is 1); ``memo_size`` bounds the memo of scores.
+    coordinates (a space's whole range is 1); ``memo_size`` bounds the memo of scores (0: none,
+    for a closure whose result changes from step to step).
     """
 
     name = "evolution"
@@ -58,7 +59,7 @@ class Evolution(Optimizer):
                  step_size: float = 0.2, memo_size: int = 10_000, seed: int = 0,
                  plugin_manager: PluginManager | None = None) -> None:
         require_ints(self.name, {"population": (population, 1), "block_size": (block_size, 1),
-                                 "offspring": (offspring, 0), "memo_size": (memo_size, 1)})
+                                 "offspring": (offspring, 0), "memo_size": (memo_size, 0)})
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) \
                 or not 0 < step_size <= MAX_STEP:
             raise ValueError(f"optimizer 'evolution': step_size expects a number in (0, {MAX_STEP}], "

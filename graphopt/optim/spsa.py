@@ -21,7 +21,7 @@ from graphopt.errors import OptimizerStepError
 from graphopt.graph.kinds import SpaceKind
 from graphopt.graph.node import Param
 from graphopt.graph.space import Int
-from graphopt.optim.evaluation import EvaluationMemo, point_key
+from graphopt.optim.evaluation import Evaluation, EvaluationMemo, point_key
 from graphopt.optim.objective import to_loss
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager, hookimpl
@@ -40,8 +40,9 @@ class SPSA(Optimizer):
     coordinates for bounded numbers. Spall's decay can apply on top: the step is
     ``gain / (k + 1 + stability) ** alpha`` (``alpha=0.602`` is Spall's choice; the default 0
     leaves the step to the adaptive gain), the probe ``perturbation / (k + 1) ** gamma``.
-    ``adapt=False`` keeps the gain at ``lr``. Points already run are read from a memo
-    (``evaluations``, ``distinct_points``).
+    ``adapt=False`` keeps the gain at ``lr``. Points a plain closure already ran are read from a
+    memo (``evaluations``, ``distinct_points``); ``memo_size=0`` runs every point, for a closure
+    whose result changes from step to step (a new minibatch each time).
     """
 
     name = "spsa"
@@ -51,7 +52,7 @@ class SPSA(Optimizer):
                  alpha: float = 0.0, gamma: float = 0.101, stability: float = 0.0,
                  adapt: bool = True, beta: float = 0.9, seed: int = 0, memo_size: int = 10_000,
                  plugin_manager: PluginManager | None = None) -> None:
-        require_ints(self.name, {"memo_size": (memo_size, 1)})
+        require_ints(self.name, {"memo_size": (memo_size, 0)})
         for option, value in (("lr", lr), ("perturbation", perturbation)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"optimizer 'spsa': {option} expects a number > 0, got {value!r}")
@@ -130,6 +131,8 @@ class SPSA(Optimizer):
                                          f"{loss!r}; nothing changed", optimizer=self)
             return loss
 
+        if isinstance(closure, Evaluation):  # a trainer's: its examples change, its cache keeps runs
+            return run()
         everything = {p: values.get(p, p.value) for p in self.params}
         return self.memo.run(point_key(everything, self.param_names), run)
 

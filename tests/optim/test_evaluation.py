@@ -39,8 +39,16 @@ def test_a_full_memo_drops_the_least_recently_used_and_counts_its_rerun():
 
 
 def test_a_memo_refuses_a_bad_capacity():
-    with pytest.raises(ValueError, match="capacity expects an int >= 1, got 0"):
-        EvaluationMemo(0)
+    with pytest.raises(ValueError, match="capacity expects an int >= 0, got -1"):
+        EvaluationMemo(-1)
+
+
+def test_a_memo_of_capacity_zero_runs_every_time_and_counts():
+    memo = EvaluationMemo(0)
+    runs = []
+    for _ in range(3):
+        memo.run("a", lambda: runs.append(1) or 1.0)
+    assert len(runs) == memo.evaluations == 3 and not memo.entries
 
 
 def test_the_memo_state_round_trips_through_json():

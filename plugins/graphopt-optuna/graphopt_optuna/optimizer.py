@@ -17,8 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 from graphopt.errors import OptimizerStepError, ParamValidationError
 from graphopt.feedback.feedback import Feedback
 from graphopt.graph.node import Node, Param
+from graphopt.optim.evaluation import Evaluation, EvaluationMemo, current_values, point_key
 from graphopt.optim.objective import distinct_feedback, mean_score
-from graphopt.optim.optimizer import Optimizer, ParamsArg
+from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager
 from graphopt_optuna.distributions import distribution, from_optuna, space_of, to_optuna
 from graphopt_optuna.random_state import check_random_states, random_states, set_random_states
@@ -36,7 +37,9 @@ class OptunaOptimizer(Optimizer):
     ``step(closure)``: the closure returns ``{"cost": 0.12}``, or, with one objective, a number or
     a ``Feedback``. ``storage`` (an SQLite/database URL or a journal file path) lets several
     processes share one study. With a ``pruner`` (``"wilcoxon"``), ``should_prune()`` reports
-    per-example scores and says when to stop evaluating the current values.
+    per-example scores and says when to stop evaluating the current values. A plain closure runs
+    once per values: a trial repeating values already run is told their objectives from a memo
+    (``evaluations``, ``distinct_points``; ``memo_size=0`` runs the closure every time).
     """
 
     name = "optuna"
@@ -47,9 +50,11 @@ class OptunaOptimizer(Optimizer):
                  pruner_options: Mapping[str, Any] | None = None,
                  objectives: Mapping[str, str] | None = None,
                  storage: str | os.PathLike[str] | None = None, study_name: str = "graphopt",
-                 seed: int = 0, plugin_manager: PluginManager | None = None) -> None:
+                 seed: int = 0, memo_size: int = 10_000, plugin_manager: PluginManager | None = None
+                 ) -> None:
         objectives = dict(objectives) if objectives is not None else {"score": "maximize"}
         _check_objectives(objectives, pruner)
+        require_ints("optuna", {"memo_size": (memo_size, 0)})
         sampler_class(sampler)
         super().__init__(params, {}, plugin_manager=plugin_manager)
         self.config: dict[str, Any] = {
@@ -62,11 +67,22 @@ class OptunaOptimizer(Optimizer):
         self.spaces = {self.param_names[p]: space_of(p) for p in self.params}
         self.distributions = {name: distribution(space) for name, space in self.spaces.items()}
         self._finished_json: dict[int, dict[str, Any]] = {}
+        self.memo = EvaluationMemo(memo_size)
         self.study = self._create_study()
         self._trial: optuna.Trial | None = None
         self._pruned = False
         self._next_example = 0
         self._reported = 0
+
+    @property
+    def evaluations(self) -> int:
+        """Runs of a plain closure so far."""
+        return self.memo.evaluations
+
+    @property
+    def distinct_points(self) -> int:
+        """Distinct values among ``evaluations``."""
+        return self.memo.distinct_points
 
     def check_param(self, name: str, target: Param) -> None:
         try:
@@ -124,7 +140,26 @@ class OptunaOptimizer(Optimizer):
         return best
 
     def _objective_values(self, closure: Callable[[], Any] | None) -> dict[str, float] | None:
-        result = closure() if closure is not None else None
+        if closure is None:
+            values: dict[str, float] = {}
+        elif isinstance(closure, Evaluation):  # a trainer's: its examples change, its cache keeps runs
+            values = self._closure_values(closure())
+        else:
+            key = point_key(current_values(self.params), self.param_names)
+            values = dict(self.memo.run(key, lambda: self._closure_values(closure())))
+        if "score" in self.objectives and "score" not in values:
+            score = mean_score(distinct_feedback(self.params))
+            if score is not None:
+                values["score"] = score
+        if not values:
+            return None
+        missing = [name for name in self.objectives if name not in values]
+        if missing:
+            raise OptimizerStepError(f"optimizer 'optuna': no value for objective(s) {', '.join(missing)}; "
+                                     f"return them from step(closure)", optimizer=self)
+        return values
+
+    def _closure_values(self, result: Any) -> dict[str, float]:
         values: dict[str, float] = {}
         if isinstance(result, Mapping):
             for name, value in result.items():
@@ -139,16 +174,6 @@ class OptunaOptimizer(Optimizer):
                                          f"{type(result).__name__}", optimizer=self)
             only = next(iter(self.objectives))
             values[only] = self._number(only, result)
-        if "score" in self.objectives and "score" not in values:
-            score = mean_score(distinct_feedback(self.params))
-            if score is not None:
-                values["score"] = score
-        if not values:
-            return None
-        missing = [name for name in self.objectives if name not in values]
-        if missing:
-            raise OptimizerStepError(f"optimizer 'optuna': no value for objective(s) {', '.join(missing)}; "
-                                     f"return them from step(closure)", optimizer=self)
         return values
 
     def _number(self, objective: str, value: Any) -> float:
@@ -232,6 +257,7 @@ class OptunaOptimizer(Optimizer):
             "next_example": self._next_example,
             "trials": [self._trial_to_json(t) for t in self.study.get_trials(deepcopy=False)]
             if in_memory else None,
+            "memo": self.memo.state_dict(),
         }
 
     def _trial_to_json(self, trial: FrozenTrial) -> dict[str, Any]:
@@ -269,6 +295,8 @@ class OptunaOptimizer(Optimizer):
         self._pruned = bool(data["pruned"])
         self._next_example = int(data["next_example"])
         self._reported = 0
+        if "memo" in data:
+            self.memo.load_state_dict(data["memo"])
 
 
 def _check_objectives(objectives: Mapping[str, str], pruner: str | None) -> None:

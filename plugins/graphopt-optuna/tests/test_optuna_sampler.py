@@ -124,3 +124,44 @@ def test_a_state_dict_naming_a_generator_the_sampler_lacks_is_refused(plugin_man
     with pytest.raises(ParamValidationError, match=r"sampler 'tpe'.*_no_such\._rng"):
         other.load_state_dict(saved)
     assert other.study.trials == []  # refused before anything was assigned
+
+
+def test_a_plain_closure_runs_once_per_values_and_repeats_are_told_from_the_memo(plugin_manager):
+    k = go.param(1, name="k", space=go.Int(1, 3))
+    mode = go.param("a", name="mode", space=go.Choice(["a", "b"]))
+    opt = go.optimizer("optuna", [k, mode], objectives={"value": "minimize"}, seed=0,
+                       plugin_manager=plugin_manager)
+    runs = []
+
+    def closure():
+        runs.append((k.value, mode.value))
+        return k.value + (mode.value == "b")
+
+    for _ in range(25):  # six possible points: TPE asks for most of them again
+        opt.step(closure)
+    assert len(runs) == len(set(runs)) == opt.evaluations == opt.distinct_points <= 6
+    finished = [t for t in opt.study.trials if t.state.name == "COMPLETE"]
+    assert len(finished) == 25
+    assert all(t.value == t.params["k"] + (t.params["mode"] == "b") for t in finished)
+
+
+def test_memo_size_zero_runs_the_closure_every_step(plugin_manager):
+    k = go.param(1, name="k", space=go.Int(1, 2))
+    opt = go.optimizer("optuna", [k], objectives={"value": "minimize"}, memo_size=0, seed=0,
+                       plugin_manager=plugin_manager)
+    runs = []
+    for _ in range(8):
+        opt.step(lambda: runs.append(k.value) or float(k.value))
+    assert len(runs) == opt.evaluations == 8
+
+
+def test_the_memo_travels_in_the_state_dict(plugin_manager):
+    params = make_params()
+    opt = make_opt(plugin_manager, params)
+    drive(opt, params, 5)
+    restored_params = make_params()
+    for source, target in zip(params, restored_params):
+        target.assign(source.value)
+    restored = make_opt(plugin_manager, restored_params)
+    restored.load_state_dict(json.loads(json.dumps(opt.state_dict())))
+    assert (restored.evaluations, restored.distinct_points) == (opt.evaluations, opt.distinct_points) == (5, 5)
