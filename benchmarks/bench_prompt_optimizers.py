@@ -39,6 +39,7 @@ from graphopt.llm.scripted import scripted_client
 
 OPTIMIZERS = ("gepa", "gepa+surrogate", "mcts", "mapelites", "spo", "apohf")
 REWRITE_TOKENS = 48
+JUDGE_TOKENS = 16
 
 
 # -- the tasks --------------------------------------------------------------------------------
@@ -133,6 +134,7 @@ class RunResult:
     tokens: int
     seconds: float
     prompt: str
+    detail: str
 
 
 def build(name: str, system: go.Param, client: Client, task: Task, seed: int) -> go.Optimizer:
@@ -150,7 +152,11 @@ def build(name: str, system: go.Param, client: Client, task: Task, seed: int) ->
         return go.optimizer("mapelites", [system], iterations=1, max_examples=3,
                             descriptors=[length_bins((30, 80))], **common)
     if name in ("spo", "apohf"):
-        return go.optimizer(name, [system], judge="llm", requirements=task.requirements, **common)
+        from graphopt_promptsearch import llm_judge
+
+        # The optimizer's own model judges; a short reply keeps a judgement about as cheap as a rewrite.
+        judge = llm_judge(client, requirements=task.requirements, max_tokens=JUDGE_TOKENS)
+        return go.optimizer(name, [system], judge=judge, requirements=task.requirements, **common)
     raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
@@ -178,7 +184,23 @@ def run(name: str, task: Task, seed: int, budget: int, task_client: Client, opti
     seconds = time.perf_counter() - started
     end = workflow.accuracy(task.val)
     return RunResult(task.name, name, seed, start_score, end, end if end >= start_score else start_score,
-                     meter.calls, meter.tokens, seconds, system.value)
+                     meter.calls, meter.tokens, seconds, system.value, detail(opt))
+
+
+def detail(opt: go.Optimizer) -> str:
+    """What the optimizer did with its budget, in a few words."""
+    if opt.name == "gepa":
+        refused = len(opt.last_step.get("refused", [])) if opt.last_step else 0
+        hits = f", surrogate hits {opt.surrogate.stats()['hits']}/{opt.surrogate.stats()['let_through']}" \
+            if opt.surrogate is not None else ""
+        return f"pool {len(opt.pool)}, {opt.evaluations} evaluations, last step refused {refused}{hits}"
+    if opt.name == "mcts":
+        return f"{len(opt.nodes)} nodes, {opt.dead_ends} dead ends"
+    if opt.name == "mapelites":
+        return f"{len(opt.elites)} elites, coverage {opt.coverage():.2f}"
+    if opt.name == "spo":
+        return f"{opt.steps} proposals, wins/losses/ties {opt.wins}/{opt.losses}/{opt.ties}"
+    return f"{len(opt.candidates)} candidates, {len(opt.judgements)} judgements"
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -243,7 +265,8 @@ def compare_optimizers(*, seeds: int, budget: int, optimizers: tuple[str, ...], 
             for seed in range(seeds):
                 result = run(name, task, seed, budget, task_client, optimizer_client, start_score)
                 log(f"  {name:<15} seed {seed}: {result.start:.3f} -> {result.end:.3f} "
-                    f"({result.calls} calls, {result.tokens} tokens, {result.seconds:.0f}s) {result.prompt!r}")
+                    f"({result.calls} calls, {result.tokens} tokens, {result.seconds:.0f}s; {result.detail}) "
+                    f"{result.prompt!r}")
                 results.append(result)
     return results
 
@@ -255,12 +278,17 @@ def main() -> None:
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--model", choices=("embedded", "scripted"), default="embedded")
+    parser.add_argument("--out", help="also write the table (markdown) to this file")
     args = parser.parse_args()
     clients = embedded_clients if args.model == "embedded" else scripted_clients
     results = compare_optimizers(seeds=args.seeds, budget=args.budget, optimizers=tuple(args.optimizers),
                         tasks=tuple(args.tasks), clients=clients)
-    print(f"\nmodel: {args.model}, budget {args.budget} model calls per run, {args.seeds} seeds\n")
-    print(table(results))
+    summary = (f"model: {args.model}, budget {args.budget} model calls per run, {args.seeds} seeds\n\n"
+               f"{table(results)}\n")
+    print("\n" + summary)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(summary)
 
 
 # -- pytest-benchmark entries -----------------------------------------------------------------
