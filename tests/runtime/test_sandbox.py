@@ -271,3 +271,39 @@ def test_workers_start_in_a_network_namespace_where_the_system_allows_one():
     script = "print(sorted(line.split(':')[0].strip() for line in open('/proc/self/net/dev').readlines()[2:]))"
     devices = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert devices.stdout.strip() == "['lo']"
+
+
+def test_closing_a_pool_ends_calls_in_flight_with_worker_exited():
+    own = SandboxPool(Limits(timeout=30.0), workers=1)
+    results = []
+
+    def slow():
+        with sandbox(pool=own):
+            results.append(run_candidate(where, "def where(x):\n    import time\n    time.sleep(30)\n", 1))
+
+    caller = threading.Thread(target=slow)
+    caller.start()
+    while not own.pids():
+        threading.Event().wait(0.01)
+    pid = own.pids()[0]
+    threading.Event().wait(0.2)
+    own.close()
+    caller.join(10)
+    assert not caller.is_alive() and not os.path.exists(f"/proc/{pid}")
+    assert isinstance(results[0].exception, go.runtime.sandbox.WorkerExited)
+    assert str(results[0].exception) == "op 'where': the sandbox pool was closed during the call"
+
+
+def test_workers_stop_when_the_parent_exits_without_closing_its_pool(tmp_path):
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "import graphopt as go\n"
+        "from graphopt.runtime.sandbox import default_pool\n"
+        "@go.op(trainable=True)\n"
+        "def f(x):\n    return x\n"
+        "f.code.assign('def f(x):\\n    return x + 1\\n')\n"
+        "assert f(1).value == 2\n"
+        "print(default_pool().pids()[0])\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not os.path.exists(f"/proc/{int(done.stdout.strip())}")

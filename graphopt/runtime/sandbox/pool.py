@@ -236,6 +236,8 @@ class SandboxPool:
             raise SandboxTimeout(op_name, f"killed after timeout {timeout:g} s") from None
         except (wire.PeerGone, BrokenPipeError):
             reason, code = worker.exit_reason()
+            if self._closed:
+                reason = "the sandbox pool was closed during the call"
             raise WorkerExited(op_name, reason, returncode=code) from None
         except wire.WireError as err:
             worker.kill()
