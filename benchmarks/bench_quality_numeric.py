@@ -6,8 +6,10 @@ through ``go.optimize`` (one example, batch_size=1, eval_every=1: the metric is 
 ``random``, ``spsa`` and ``evolution``. The figure is the regret (best value found minus the known
 minimum) after 50 and 150 calls, median and IQR over seeds; each graphopt run starts from values
 drawn at random per seed (as raw TPE's first trial is). Also reported: seconds per call against
-raw TPE on the same function, distinct points per call, and a Mann–Whitney U test of graphopt+TPE
-against raw TPE (two-sided; p >= 0.05 means no significant difference).
+raw TPE on the same function (CPU time, median of per-seed ratios; and for ``opt.step`` against
+raw TPE making the very same suggestions: its first trial enqueued at graphopt's starting point),
+distinct points per call, and a Mann–Whitney U test of graphopt+TPE against raw TPE (two-sided;
+p >= 0.05 means no significant difference).
 
     python benchmarks/bench_quality_numeric.py                 # full table: 10 seeds
     python benchmarks/bench_quality_numeric.py --seeds 3 --functions branin --budget 50
@@ -311,6 +313,8 @@ def evaluate_all(functions: list[str], methods: list[str], seeds: range, budget:
                 r.seconds_per_call / raw.seconds_per_call for r, raw in zip(runs, results["raw-tpe"])) \
                 if "raw-tpe" in results else None
             row["distinct_per_call"] = statistics.mean(r.distinct / r.calls for r in runs)
+            if method == "go-tpe-step":
+                row["overhead_same_suggestions"] = paired_overhead(problem, seeds[:5], budget)
             rows[method] = row
         figures["functions"][function] = rows
     return figures
@@ -319,7 +323,8 @@ def evaluate_all(functions: list[str], methods: list[str], seeds: range, budget:
 def table(figures: dict[str, Any]) -> str:
     budgets = figures["budgets"]
     header = ["function", "method"] + [f"regret@{b} median [IQR]" for b in budgets] \
-        + [f"p@{b} vs raw" for b in budgets] + ["ms/call", "× raw", "distinct/calls"]
+        + [f"p@{b} vs raw" for b in budgets] + ["ms/call", "× raw", "× raw, same suggestions",
+                                                "distinct/calls"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for function, rows in figures["functions"].items():
         for method, row in rows.items():
@@ -329,8 +334,9 @@ def table(figures: dict[str, Any]) -> str:
                 cells.append(f"{r['median']:.3g} [{r['q1']:.3g}, {r['q3']:.3g}]")
             cells += [f"{row[f'p@{b}']:.2f}" if f"p@{b}" in row else "" for b in budgets]
             overhead = row["overhead_vs_raw"]
+            same = row.get("overhead_same_suggestions")
             cells += [f"{row['ms_per_call']:.2f}", f"{overhead:.2f}" if overhead else "",
-                      f"{row['distinct_per_call']:.2f}"]
+                      f"{same:.3f}" if same else "", f"{row['distinct_per_call']:.2f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
