@@ -75,7 +75,7 @@ class Checkpoint(BaseModel):
     best: Best | None = None
     history: list[StepRecord] = Field(default_factory=list)
     usage: UsageTotals = Field(default_factory=UsageTotals)
-    finished: str | None = None
+    finished: Literal["completed", "early_stop"] | None = None
     config: dict[str, Any] | None = None
 
     @field_validator("rng")

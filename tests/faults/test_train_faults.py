@@ -225,6 +225,7 @@ CORRUPTIONS = {
     "optimizers groups not a list": (("optimizers", 0, "param_groups"), 5),
     "usage.calls=-1": (("usage", "calls"), -1),
     "format unknown": (("format",), "graphopt.checkpoint/0"),
+    "finished unknown": (("finished",), "maybe"),
 }
 
 
