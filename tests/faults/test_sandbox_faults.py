@@ -253,6 +253,12 @@ def test_candidate_leaving_a_thread_running_gets_its_worker_replaced(pool):
                 "return x + 100"))
             assert target(1).value == 101
             assert pool.pids() == [] and not os.path.exists(f"/proc/{before[0]}")
+            target.code.assign(candidate(
+                "import threading\n"
+                "threading.Thread(target=lambda: [0 for _ in iter(int, 1)], daemon=True).start()\n"
+                "raise ValueError('and failed')"))
+            failed = target(1)
+            assert isinstance(failed.exception, ValueError) and pool.pids() == []
     finally:
         target.code.assign(ORIGINAL)
     assert_still_works(pool)

@@ -62,7 +62,8 @@ class Program(Protocol):
 class WorkerProcess:
     """The parent's handle on one worker: its process, pipes, temp dir and prepared candidates."""
 
-    __slots__ = ("process", "request_fd", "reply_fd", "base_dir", "prepared", "torch_ready", "requests")
+    __slots__ = ("process", "request_fd", "reply_fd", "base_dir", "prepared", "torch_ready", "requests",
+                 "retiring")
 
     def __init__(self, process: subprocess.Popen, request_fd: int, reply_fd: int, base_dir: str) -> None:
         self.process = process
@@ -72,15 +73,16 @@ class WorkerProcess:
         self.prepared: set[str] = set()
         self.torch_ready = False
         self.requests = 0
+        self.retiring = False  # it exits after its last reply (a candidate left a thread running)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     @property
-    def alive(self) -> bool:
-        """False once killed or reaped (its pipes are closed then)."""
-        return self.request_fd >= 0
+    def usable(self) -> bool:
+        """False once killed or reaped (its pipes are closed then), or when it is retiring."""
+        return self.request_fd >= 0 and not self.retiring
 
     def exchange(self, header: dict[str, Any], blobs: list[bytes], deadline: float, max_bytes: int
                  ) -> tuple[dict[str, Any], list[bytes]]:
@@ -92,6 +94,8 @@ class WorkerProcess:
         reply, reply_blobs = wire.read_frame(self.reply_fd, deadline=deadline, max_bytes=max_bytes)
         if reply.get("id") != request_id:
             raise wire.WireError("the worker's reply does not answer the request")
+        if "retired" in reply:
+            self.retiring = True
         return reply, reply_blobs
 
     def kill(self) -> None:
@@ -186,7 +190,6 @@ class SandboxPool:
         Raises a ``SandboxError`` (or the candidate's own builtin exception) on failure.
         """
         worker = self._acquire(program.op_name)
-        retire = False
         try:
             if program.key not in worker.prepared:
                 self._prepare(worker, program, timeout)
@@ -195,19 +198,18 @@ class SandboxPool:
                 worker.torch_ready = True
             header = {**request, "op": "call", "key": program.key}
             reply, reply_blobs = self._exchange(worker, program.op_name, header, blobs, timeout)
-            if (reply.get("error") or {}).get("kind") == "unprepared":  # evicted from the worker's cache
+            if _error_of(reply).get("kind") == "unprepared":  # evicted from the worker's cache
                 self._prepare(worker, program, timeout)
                 reply, reply_blobs = self._exchange(worker, program.op_name, header, blobs, timeout)
-            retire = "retired" in reply
             if reply.get("ok"):
                 try:
                     return wire.decode(reply.get("value"), reply_blobs)
                 except (wire.WireError, RecursionError) as err:
-                    retire = True
+                    worker.retiring = True
                     raise SandboxError(program.op_name, f"the worker's result is not valid data: {err}") from None
-            raise program.annotate(self._failure(program.op_name, reply.get("error") or {}))
+            raise program.annotate(self._failure(program.op_name, _error_of(reply)))
         finally:
-            self._release(worker, not retire and worker.alive)
+            self._release(worker, worker.usable)
 
     def _prepare(self, worker: WorkerProcess, program: Program, timeout: float) -> None:
         """Imports first (trusted, ``setup_timeout``), then the candidate's own source (``timeout``)."""
@@ -217,13 +219,13 @@ class SandboxPool:
             request["key"] = program.key
             reply, _ = self._exchange(worker, program.op_name, request, request_blobs, limit)
             if not reply.get("ok"):
-                raise program.annotate(self._failure(program.op_name, reply.get("error") or {}))
+                raise program.annotate(self._failure(program.op_name, _error_of(reply)))
         worker.prepared.add(program.key)
 
     def _setup(self, worker: WorkerProcess, op_name: str, header: dict[str, Any]) -> None:
         reply, _ = self._exchange(worker, op_name, header, [], self.limits.setup_timeout)
         if not reply.get("ok"):
-            raise self._failure(op_name, reply.get("error") or {})
+            raise self._failure(op_name, _error_of(reply))
 
     def _exchange(self, worker: WorkerProcess, op_name: str, header: dict[str, Any], blobs: list[bytes],
                   timeout: float) -> tuple[dict[str, Any], list[bytes]]:
@@ -248,7 +250,8 @@ class SandboxPool:
         kind = error.get("kind")
         message = str(error.get("message", "unknown failure"))
         if kind == "refused":
-            return SandboxRefused(op_name, message, [str(r) for r in error.get("refusals") or [message]])
+            refusals = error.get("refusals")
+            return SandboxRefused(op_name, message, [str(r) for r in refusals] if type(refusals) is list else None)
         if kind == "exit":
             return CandidateExit(op_name, message)
         if kind in ("uncrossable", "too_large"):
@@ -364,6 +367,12 @@ class SandboxPool:
         if self._atexit:
             atexit.unregister(self.close)
             self._atexit = False
+
+
+def _error_of(reply: dict[str, Any]) -> dict[str, Any]:
+    """The error part of a worker's reply; the worker runs untrusted code, so it is checked."""
+    error = reply.get("error")
+    return error if type(error) is dict else {}
 
 
 def _rebuild(op_name: str, error: dict[str, Any], message: str) -> BaseException:

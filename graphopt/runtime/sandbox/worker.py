@@ -79,13 +79,16 @@ class Worker:
             elif kind == "define":
                 reply, out = self.define(header), []
             elif kind == "call":
-                reply, out, retire = self.call(header, blobs)
+                reply, out = self.call(header, blobs)
             elif kind == "import":
                 reply, out = self.import_modules(header["modules"]), []
             elif kind == "exit":
                 os._exit(0)
             else:
                 reply, out = _failure("protocol", f"unknown request {kind!r}"), []
+            if kind in ("define", "call") and threading.active_count() > 2:
+                retire = True  # the candidate left a thread of its own running
+                reply["retired"] = "the candidate left a thread running; the worker was replaced"
             reply["id"] = header.get("id")
             frame = wire.pack(reply, out)
             if len(frame) > self.max_reply:
@@ -162,17 +165,17 @@ class Worker:
                     return _failure("prepare", f"cannot import {module}: {type(exc).__name__}: {exc}")
         return {"ok": True}
 
-    def call(self, header: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes], bool]:
+    def call(self, header: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         entry = self.functions.get(header["key"])
         if entry is None:
-            return _failure("unprepared", "the candidate is not prepared in this worker"), [], False
+            return _failure("unprepared", "the candidate is not prepared in this worker"), []
         function, is_async = entry
         with self.trusted():
             try:
                 args = wire.decode(header["args"], blobs)
                 kwargs = wire.decode(header["kwargs"], blobs)
             except wire.WireError as exc:
-                return _failure("protocol", f"arguments did not decode: {exc}"), [], True
+                return _failure("protocol", f"arguments did not decode: {exc}"), []
             receiver = header.get("receiver")
             if receiver is not None:
                 args.insert(0, Receiver(receiver["class"], wire.decode(receiver["attributes"], blobs)))
@@ -198,10 +201,7 @@ class Worker:
         reply, out = self.untrusted(run_and_encode)
         with self.trusted():
             self.leave_call()
-        retire = threading.active_count() > 2  # the candidate left a thread of its own running
-        if retire and reply.get("ok"):
-            reply["retired"] = "the candidate left a thread running; the worker was replaced"
-        return reply, out, retire
+        return reply, out
 
     # -- helpers ------------------------------------------------------------------------------
     def untrusted(self, task: Callable[[], tuple[dict[str, Any], list[bytes]]]
