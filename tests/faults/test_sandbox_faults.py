@@ -76,6 +76,10 @@ CASES: list[tuple[str, str, type[BaseException], str]] = [
     ("remove_outside", "import os\nos.remove('{tmp}/keep.txt')", SandboxRefused, r"refused: os\.remove"),
     ("rename_outside", "import os\nos.rename('{tmp}/keep.txt', 'stolen.txt')", SandboxRefused,
      r"refused: os\.rename"),
+    ("dir_fd_escape", "import os\nfd = os.open('/usr', os.O_RDONLY)\nos.open('pwned', os.O_WRONLY | os.O_CREAT, "
+     "dir_fd=fd)", SandboxRefused, r"refused: open '/usr': a directory outside"),
+    ("sqlite_outside", "import sqlite3\nsqlite3.connect('{tmp}/pwned').execute('create table t (x)')",
+     SandboxRefused, r"refused: sqlite3\.connect"),
     ("ctypes_load", "import ctypes\nreturn ctypes.CDLL(None).getpid()", SandboxRefused, r"refused: ctypes\."),
     ("raise_rlimit", "import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))", SandboxRefused,
      r"refused: resource\.setrlimit"),

@@ -45,7 +45,7 @@ WRITES = {
 DIR_FD = {"os.remove": 1, "os.rmdir": 1, "os.mkdir": 2, "os.chmod": 2, "os.chown": 3,
           "os.rename": 2, "os.link": 2, "os.symlink": 2, "os.utime": 3}
 READS = frozenset({"os.listdir", "os.scandir"})
-WATCHED = REFUSED | WRITES.keys() | READS | {"open"}
+WATCHED = REFUSED | WRITES.keys() | READS | {"open", "sqlite3.connect"}
 IMPORTABLE = (".py", ".pyc", ".so", ".pth", ".pyd")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 MAX_REFUSALS = 10
@@ -120,6 +120,9 @@ def install(state: GuardState) -> None:
             resolved = resolve(path)
             if resolved is None:
                 return
+            if not writable(resolved) and os.path.isdir(resolved):
+                # a directory descriptor would let os.open(..., dir_fd=) write where it points
+                refuse("open", f"{resolved!r}: a directory outside the call's temporary directory")
             writing = (mode is not None and any(c in mode for c in "wax+")) or \
                 (type(flags) is int and flags & _WRITE_FLAGS)
             if writing:
@@ -127,6 +130,13 @@ def install(state: GuardState) -> None:
                     refuse("open", f"{resolved!r} for writing outside the call's temporary directory")
             elif not readable(resolved):
                 refuse("open", f"{resolved!r} for reading (not in the sandbox's read roots)")
+            return
+        if event == "sqlite3.connect":  # sqlite opens its files in C, past the open event
+            database = args[0] if args else ""
+            if database not in (":memory:", "", b":memory:", b""):
+                resolved = resolve(database)
+                if resolved is not None and not writable(resolved):
+                    refuse(event, f"{resolved!r} outside the call's temporary directory")
             return
         if event in READS:
             target = args[0] if args and args[0] is not None else "."
