@@ -7,7 +7,9 @@ new processes (``subprocess.Popen``, ``os.system``, ``os.exec*``, ``os.spawn*``,
 (``gc.get_objects``/``get_referrers``, ``sys._current_frames``). Files: writes, renames,
 removals and ``mkdir`` only inside the call's temporary directory; reads only under the read
 roots (Python's own directories, system libraries, the temporary directory, roots the user
-allowed) or Python files on ``sys.path``.
+allowed) or Python files on ``sys.path``; no directory outside the temporary directory opened
+(its descriptor would reach past these checks through ``dir_fd``); sqlite databases only in
+memory or inside the temporary directory.
 
 An audit hook cannot be removed once added. Untrusted is everything that runs outside the
 worker's main thread (candidates run in a thread of their own) and everything in the main
