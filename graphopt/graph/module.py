@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 from graphopt.graph.node import Param
 from graphopt.graph.op import TracedFunction
-from graphopt.graph.serialize import check_values, read_params, save_params
+from graphopt.graph.serialize import check_values, read_values, save_params
 
 
 class Module:
@@ -15,19 +15,39 @@ class Module:
 
     Parameters and trainable ops are found in instance attributes (also inside lists, tuples,
     dicts and nested modules) and in ``@op(trainable=True)`` methods of the class. Attributes are
-    read from ``__dict__``, so properties are never evaluated.
+    read from ``__dict__``, so properties are never evaluated. Calling a module calls its
+    ``forward``.
+
+    A parameter's name is its dotted attribute path (``router.prompt``), as
+    ``named_parameters()`` builds it: the module writes that name into the ``Param`` when the
+    attribute is set and again on every walk, so ``module``, ``list(module.parameters())`` and
+    the param itself carry one name in optimizers, state dicts, checkpoints and reports. A param
+    reached from two modules keeps the name of the last walk that reached it.
     """
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if isinstance(value, (Param, TracedFunction, Module, list, tuple, dict)):
+            for qualified, found in _unique(_walk(value, name, {id(self)})):
+                found.name = qualified
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run ``forward`` (as ``torch.nn.Module`` and DSPy modules do)."""
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The workflow itself; subclasses define it."""
+        raise NotImplementedError(f"module {type(self).__name__} defines no forward(); define "
+                                  f"forward(self, ...) to make it callable")
+
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Param]]:
-        """``(dotted_name, param)`` pairs; a parameter held twice is yielded once."""
-        seen: set[int] = set()
-        for name, found in _walk(self, prefix, set()):
-            if id(found) not in seen:
-                seen.add(id(found))
-                yield name, found
+        """``(dotted_name, param)`` pairs; a parameter held twice is yielded once, first name."""
+        for name, found in _unique(_walk(self, prefix, set())):
+            found.name = name
+            yield name, found
 
     def parameters(self) -> Iterator[Param]:
-        """Every parameter once, in ``named_parameters`` order."""
+        """Every parameter once, in ``named_parameters`` order, each carrying its dotted name."""
         for _, found in self.named_parameters():
             yield found
 
@@ -45,9 +65,23 @@ class Module:
         """Write values as JSON at ``path`` (tensors beside it, in safetensors); atomic."""
         save_params(path, dict(self.named_parameters()))
 
-    def load(self, path: str | os.PathLike[str], *, strict: bool = True) -> None:
-        """Load what ``save`` wrote, checking every value before assigning any."""
-        self.load_state_dict(read_params(path), strict=strict)
+    def load(self, path: str | os.PathLike[str], *, strict: bool = True,
+             values: Literal["best", "last"] = "best") -> None:
+        """Load what ``save`` or ``graphopt export`` wrote, or a run's checkpoint.
+
+        From a checkpoint ``values="best"`` takes the best validated values (the last ones when
+        the run never validated), ``"last"`` the values at its last step. Every value is checked
+        before any is assigned.
+        """
+        self.load_state_dict(read_values(path, values=values), strict=strict)
+
+
+def _unique(pairs: Iterator[tuple[str, Param]]) -> Iterator[tuple[str, Param]]:
+    seen: set[int] = set()
+    for name, found in pairs:
+        if id(found) not in seen:
+            seen.add(id(found))
+            yield name, found
 
 
 def _walk(obj: Any, prefix: str, visiting: set[int]) -> Iterator[tuple[str, Param]]:

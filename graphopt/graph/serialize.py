@@ -14,6 +14,7 @@ from graphopt.graph.kinds import is_tensor
 from graphopt.graph.node import Param
 
 FORMAT = "graphopt.params/1"
+CHECKPOINT_FORMAT = "graphopt.checkpoint/1"  # written by graphopt.train; read here for its values
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -83,12 +84,57 @@ def save_params(path: str | os.PathLike[str], params: Mapping[str, Param]) -> No
     atomic_write_json(path, {"format": FORMAT, "params": entries})
 
 
+def write_values(path: str | os.PathLike[str], values: Mapping[str, Any],
+                 kinds: Mapping[str, str]) -> None:
+    """Write JSON values (tensors as nested lists) by name as a parameter file; atomic."""
+    missing = [n for n in values if n not in kinds]
+    if missing:
+        raise ParamValidationError(f"no kind given for params: {', '.join(missing)}")
+    atomic_write_json(path, {"format": FORMAT, "params": {
+        name: {"kind": kinds[name], "value": value} for name, value in values.items()}})
+
+
+def read_values(path: str | os.PathLike[str], *, values: str = "best") -> dict[str, Any]:
+    """Values by name from a parameter file or a run's checkpoint.
+
+    From a checkpoint, ``values="best"`` gives the best validated values (the last ones when
+    there are none) and ``"last"`` the values at its last step.
+    """
+    if values not in ("best", "last"):
+        raise ValueError(f"values expects 'best' or 'last', got {values!r}")
+    data = _read_json(path)
+    if data.get("format") != CHECKPOINT_FORMAT:
+        return _entries(path, data)
+    try:
+        best = data.get("best")
+        chosen = best["values"] if values == "best" and best is not None else data["params"]
+        if not isinstance(chosen, dict):
+            raise TypeError(f"expected an object of values, got {type(chosen).__name__}")
+    except (KeyError, TypeError) as err:
+        raise ParamValidationError(f"{os.fspath(path)}: a damaged checkpoint: {err}") from err
+    return dict(chosen)
+
+
 def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The values ``save_params`` wrote, by name (tensors as tensors)."""
-    data = json.loads(Path(path).read_text())
+    return _entries(path, _read_json(path))
+
+
+def _read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, ValueError) as err:
+        raise ParamValidationError(f"{os.fspath(path)}: cannot read parameter values: {err}") from err
+    if not isinstance(data, dict):
+        raise ParamValidationError(f"{os.fspath(path)}: not a graphopt parameter file or checkpoint")
+    return data
+
+
+def _entries(path: str | os.PathLike[str], data: dict[str, Any]) -> dict[str, Any]:
     if data.get("format") != FORMAT:
         raise ParamValidationError(f"{os.fspath(path)}: not a graphopt parameter file "
-                                   f"(format {data.get('format')!r}, expected {FORMAT!r})")
+                                   f"(format {data.get('format')!r}, expected {FORMAT!r} "
+                                   f"or a {CHECKPOINT_FORMAT!r} checkpoint)")
     entries: dict[str, Any] = data["params"]
     tensor_file = Path(f"{os.fspath(path)}.safetensors")
     tensors: dict[str, Any] = {}

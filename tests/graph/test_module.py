@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import graphopt as go
+from graphopt.llm.scripted import follow_schema, scripted_client
 
 
 class Planner(go.Module):
@@ -79,3 +80,59 @@ def test_save_and_load_use_json_and_safetensors(tmp_path):
     fresh.load(path)
     assert torch.equal(fresh.heads["score"].value.detach(), torch.tensor([1.5, -2.0]))
     assert fresh.system.value == "Be brief."
+
+
+class Classifier(go.Module):
+    def __init__(self, text):
+        self.prompt = go.param(text, name="prompt")
+
+    def forward(self, question):
+        return go.ops.format("{}: {}", self.prompt, question)
+
+
+class TwoStage(go.Module):
+    def __init__(self):
+        self.router = Classifier("Route it.")
+        self.answer = Classifier("Answer it.")
+        self.sp = go.param("Be kind.", name="system_prompt")
+
+    def forward(self, question):
+        return self.answer(self.router(question))
+
+
+def test_calling_a_module_runs_forward():
+    out = TwoStage()("q")
+    assert out.value == "Answer it.: Route it.: q"
+
+
+def test_a_module_without_forward_says_so_when_called():
+    with pytest.raises(NotImplementedError, match="module Planner defines no forward"):
+        Planner()("x")
+
+
+def test_params_carry_their_dotted_name_as_soon_as_they_are_set():
+    model = TwoStage()
+    assert model.router.prompt.name == "router.prompt"
+    assert model.answer.prompt.name == "answer.prompt"
+    assert model.sp.name == "sp"
+    assert repr(model.sp).startswith("Param('sp'")
+
+
+def test_module_and_its_parameter_list_name_params_alike_in_optimizers():
+    model = TwoStage()
+    llm = scripted_client(follow_schema)
+    by_module = go.optimizer("optoprime", model, llm=llm)
+    by_list = go.optimizer("optoprime", list(model.parameters()), llm=llm)
+    names = ["router.prompt", "answer.prompt", "sp"]
+    assert list(by_module.param_names.values()) == names
+    assert list(by_list.param_names.values()) == names
+    assert list(by_list.state_dict()["state"]) == list(by_module.state_dict()["state"])
+    assert list(model.state_dict()) == names
+
+
+def test_a_list_grown_after_assignment_is_named_on_the_next_walk():
+    agent = Agent()
+    extra = go.param(3, name="extra", space=go.Int(1, 5))
+    agent.planner.tools.append(extra)
+    assert dict(agent.named_parameters())["planner.tools.1"] is extra
+    assert extra.name == "planner.tools.1"
