@@ -27,8 +27,9 @@ class Limits:
     """Limits of one sandbox pool's workers.
 
     ``timeout`` (seconds of wall clock) applies to calls of ops without their own ``timeout=``;
-    past it the worker is killed. ``memory_mb`` caps the address space, ``cpu_s`` the CPU seconds
-    of one call, ``file_mb`` the size of any file written; ``None`` turns a limit off.
+    past it the worker is killed. ``memory_mb`` caps private writable memory (``RLIMIT_DATA``:
+    heap and anonymous maps, not mapped libraries), ``cpu_s`` the CPU seconds of one call,
+    ``file_mb`` the size of any file written; ``None`` turns a limit off.
     ``allow_read`` adds directories or files candidates may read (data files, say).
     """
 

@@ -360,7 +360,9 @@ def _apply_limits(limits: dict[str, Any]) -> None:
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash leaves no core file behind
     if limits.get("memory_mb"):
-        cap(resource.RLIMIT_AS, int(limits["memory_mb"]) << 20)
+        # RLIMIT_DATA counts private writable memory (heap, anonymous maps), not mapped libraries:
+        # a CUDA build of torch maps gigabytes of address space without using it.
+        cap(resource.RLIMIT_DATA, int(limits["memory_mb"]) << 20)
     if limits.get("file_mb"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails instead of killing
         cap(resource.RLIMIT_FSIZE, int(limits["file_mb"]) << 20)
