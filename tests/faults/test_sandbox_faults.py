@@ -1,6 +1,6 @@
 """Hostile candidate code: each case becomes an Error node with its reason, and the run goes on.
 
-The ids count the cases (``07of34-socket_connect``). Every case runs as the code value of one
+The ids count the cases (``08of39-socket_connect``). Every case runs as the code value of one
 trainable op through the sandbox, then a normal call proves the op and the pool still work.
 """
 
@@ -66,6 +66,8 @@ CASES: list[tuple[str, str, type[BaseException], str]] = [
      r"refused: open '.*/\.ssh/id_rsa' for reading"),
     ("read_ssh_key_via_home", "import os\nreturn open(os.path.expanduser('~/.ssh/id_rsa')).read()",
      FileNotFoundError, r"No such file"),
+    ("parent_environ", "import os\nreturn open(f'/proc/{{os.getppid()}}/environ').read()", SandboxRefused,
+     r"refused: open '/proc/\d+/environ' for reading"),
     ("list_home", "import os\nreturn os.listdir('{home}')", SandboxRefused, r"refused: os\.listdir"),
     ("symlink_escape", "import os\nos.symlink('{home}/.ssh/id_rsa', 'key')\nreturn open('key').read()",
      SandboxRefused, r"refused: open '.*/\.ssh/id_rsa' for reading"),
@@ -91,6 +93,8 @@ CASES: list[tuple[str, str, type[BaseException], str]] = [
     ("infinite_loop_default_timeout", "while True:\n    pass", SandboxTimeout, r"killed after timeout 2 s"),
     ("memory_bomb", "return len(bytearray(16 << 30))", MemoryError, r""),
     ("memory_growth", "chunks = []\nwhile True:\n    chunks.append(bytearray(64 << 20))", MemoryError, r""),
+    ("thread_bomb", "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(60,), "
+     "daemon=True).start()", RuntimeError, r"can't start new thread"),
     ("disk_bomb", "with open('big.bin', 'wb') as f:\n    f.write(bytes(4 << 20))", OSError, r"File too large"),
     ("unserializable_result", "return object()", CannotCross,
      r"the result is a builtins\.object, which is not data"),
