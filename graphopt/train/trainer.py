@@ -26,6 +26,7 @@ from graphopt.errors import BudgetExceeded, CheckpointError, OptimizerStepError,
 from graphopt.feedback.backward import backward
 from graphopt.graph.module import Module
 from graphopt.graph.node import Node, Param
+from graphopt.graph.serialize import check_values
 from graphopt.llm.ledger import Budget, budget as budget_block
 from graphopt.llm.registry import usage_ledger
 from graphopt.optim.optimizer import Optimizer, check_accept
@@ -333,6 +334,7 @@ class Trainer:
                                   f"optimizer states, this run has {len(self.optimizers)} optimizers",
                                   path=os.fspath(path))
         self._check_position(saved.position, path)
+        self._check_best(saved.best, path)
         try:
             self._restore_saved(saved)
         except Exception as err:  # whatever a damaged optimizer state makes load_state_dict raise
@@ -352,6 +354,15 @@ class Trainer:
         if position.epoch > self.epochs:
             raise CheckpointError(f"checkpoint {where!r}: field position.epoch: {position.epoch} is past "
                                   f"this run's {self.epochs} epochs", path=where)
+
+    def _check_best(self, best: Best | None, path: Path) -> None:
+        if best is None:
+            return
+        try:
+            check_values(self.params, best.values)
+        except ParamValidationError as err:
+            raise CheckpointError(f"checkpoint {os.fspath(path)!r}: field best.values: {err}",
+                                  path=os.fspath(path)) from err
 
     def _restore_saved(self, saved: Checkpoint) -> None:
         restore(self.params, saved.params)

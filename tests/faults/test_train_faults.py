@@ -265,7 +265,8 @@ VALUES = st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow
                    st.dictionaries(st.text(max_size=3), st.integers(-3, 3), max_size=3))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(FIELDS), value=VALUES)
 def test_fuzzed_checkpoint_fields_resume_or_fail_with_a_checkpoint_error(tmp_path, field, value):
     checkpoint, data = finished_checkpoint(tmp_path)
