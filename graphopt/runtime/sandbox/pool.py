@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import functools
 import os
 import shutil
 import signal
@@ -339,16 +340,8 @@ class SandboxPool:
     def _namespace_prefix(self) -> list[str]:
         """``unshare`` arguments for a private network namespace, or none where it is refused."""
         if self._prefix is None:
-            self._prefix = []
-            unshare = shutil.which("unshare")
-            if self.limits.network_namespace and sys.platform.startswith("linux") and unshare:
-                flags = ["--net"] if os.geteuid() == 0 else ["--net", "--map-root-user"]
-                try:
-                    probe = subprocess.run([unshare, *flags, "true"], capture_output=True, timeout=10)
-                    if probe.returncode == 0:
-                        self._prefix = [unshare, *flags, "--"]
-                except (OSError, subprocess.TimeoutExpired):
-                    pass
+            wanted = self.limits.network_namespace and sys.platform.startswith("linux")
+            self._prefix = list(_unshare_prefix(os.geteuid() == 0)) if wanted else []
             self.network_namespace = bool(self._prefix)
         return self._prefix
 
@@ -367,6 +360,20 @@ class SandboxPool:
         if self._atexit:
             atexit.unregister(self.close)
             self._atexit = False
+
+
+@functools.lru_cache(maxsize=2)
+def _unshare_prefix(root: bool) -> tuple[str, ...]:
+    """``unshare`` with its arguments if a trial run succeeds here (probed once per process)."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        return ()
+    flags = ["--net"] if root else ["--net", "--map-root-user"]
+    try:
+        probe = subprocess.run([unshare, *flags, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return (unshare, *flags, "--") if probe.returncode == 0 else ()
 
 
 def _error_of(reply: dict[str, Any]) -> dict[str, Any]:
