@@ -40,13 +40,13 @@ if _typing.TYPE_CHECKING:
     from graphopt.feedback import Feedback, backward
     from graphopt.llm import Budget, budget
     from graphopt.optim import Optimizer, optimizer
-    from graphopt.train import optimize
+    from graphopt.train import evaluate, optimize
 
 __all__ = [
     "Budget", "BudgetExceeded", "Choice", "Error", "Feedback", "Float", "GraphoptError", "Int",
     "Message", "Module", "Node", "Optimizer", "OptimizerStepError", "Param",
     "ParamValidationError", "PluginNotFoundError", "PluginValidationError", "ReplyFormatError",
-    "TraceError", "TracedFunction", "backward", "budget", "errors", "feedback", "graph", "llm",
+    "TraceError", "TracedFunction", "backward", "budget", "errors", "evaluate", "feedback", "graph", "llm",
     "no_trace", "op", "ops", "optim", "optimize", "optimizer", "param", "plugins", "train",
 ]
 
@@ -63,6 +63,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "optimizer": ("graphopt.optim", "optimizer"),
     "train": ("graphopt.train", None),
     "optimize": ("graphopt.train", "optimize"),
+    "evaluate": ("graphopt.train", "evaluate"),
 }
 
 # Reprs and pickles say graphopt.Param; pickle finds the lazy ones again through __getattr__.

@@ -1,7 +1,9 @@
 """Traced helpers for what Python will not let an operator trace, and common losses.
 
 ``len(node)``, ``str(node)`` and ``format(node)`` must return plain values; ``go.ops.len``,
-``go.ops.str`` and ``go.ops.format`` are their traced twins.
+``go.ops.str`` and ``go.ops.format`` are their traced twins. Nodes hash by identity, so
+``mapping[node]`` looks the node itself up, not its value: ``go.ops.lookup(mapping, node)`` is
+the traced lookup by value.
 """
 
 from __future__ import annotations
@@ -43,6 +45,15 @@ def _join(separator: builtins.str, items: Iterable[Any]) -> builtins.str:
     return separator.join(builtins.str(item) for item in items)
 
 
+def _lookup(mapping: Any, key: Any) -> Any:
+    """``mapping[key]``; a missing key names the ones there are."""
+    try:
+        return mapping[key]
+    except KeyError:
+        known = ", ".join(builtins.repr(k) for k in list(mapping)[:20])
+        raise KeyError(f"{key!r} is not a key; the keys are: {known}") from None
+
+
 def _mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error between `prediction` and `target`."""
     return _functional().mse_loss(prediction, target)
@@ -57,7 +68,8 @@ len = op(name="len")(_length)
 str = op(name="str")(_text)
 format = op(name="format")(_format)
 join = op(name="join")(_join)
+lookup = op(name="lookup")(_lookup)
 mse = op(name="mse")(_mse)
 cross_entropy = op(name="cross_entropy")(_cross_entropy)
 
-__all__ = ["len", "str", "format", "join", "mse", "cross_entropy"]
+__all__ = ["len", "str", "format", "join", "lookup", "mse", "cross_entropy"]

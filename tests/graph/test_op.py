@@ -229,3 +229,21 @@ def test_budget_exceeded_inside_an_op_stops_the_run():
         spend(go.param(1, name="x"))
     with pytest.raises(go.BudgetExceeded):
         go.graph.Node(lambda: spend(1))()
+
+
+def test_lookup_finds_a_traced_key_by_value_and_records_the_edge():
+    tools = {"capital": lambda q: f"Paris ({q})", "math": lambda q: "4"}
+    route = go.op(name="route")(lambda q: "capital")
+    key = route("France?")
+    assert key == "capital"  # a node: true by value ...
+    with pytest.raises(KeyError):
+        tools[key]  # ... but a dict looks the node itself up
+    tool = go.ops.lookup(tools, key)
+    assert tool.parents == (key,)
+    assert tool("France?").value == "Paris (France?)"
+
+
+def test_lookup_of_a_missing_key_is_an_error_node_naming_the_keys():
+    missing = go.ops.lookup({"a": 1, "b": 2}, go.param("c", name="which"))
+    assert isinstance(missing, go.Error)
+    assert "'c' is not a key; the keys are: 'a', 'b'" in str(missing.value)
