@@ -168,3 +168,25 @@ def test_an_optimizers_own_accept_holds_unless_the_run_sets_one():
     optimize(flow2, DATA, metric=score, optimizers=[opt2], epochs=1, batch_size=2, quiet=True,
              restore_best=False, accept="improve")
     assert prompt2.value == "start"
+
+
+def test_a_failing_step_also_rolls_back_a_torch_update_and_its_state():
+    import torch
+
+    w = go.param(torch.zeros(2, requires_grad=True), name="w")
+    prompt = go.param("start", name="prompt")
+
+    @go.op
+    def predict(w, prompt, x):
+        return (w * x).sum()
+
+    torch_opt = go.optimizer("torch", [w], algorithm="Adam", lr=0.1)
+    failing = Scripted([prompt], ["better"], fail_at=1)
+    with pytest.warns(RuntimeWarning, match="propose broke"):
+        result = optimize(lambda x: predict(w, prompt, torch.tensor(x)), [([1.0, 2.0], 3.0)],
+                          metric=lambda e, p: (p - e.target) ** 2, epochs=2, batch_size=1, quiet=True,
+                          restore_best=False, optimizers=[torch_opt, failing])
+    assert result.history[1].optimizers[0].refused.startswith("rolled back")
+    assert result.history[1].values_hash == result.history[0].values_hash
+    assert result.history[2].optimizers[0].committed == ["w"]
+    assert torch_opt.torch_optimizer.state_dict()["state"][0]["step"] == 1  # one Adam step, not two
