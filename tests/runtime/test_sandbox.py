@@ -9,6 +9,7 @@ from math import floor
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -307,3 +308,22 @@ def test_workers_stop_when_the_parent_exits_without_closing_its_pool(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert not os.path.exists(f"/proc/{int(done.stdout.strip())}")
+
+
+def test_folders_left_by_a_dead_parent_are_removed_when_workers_start(tmp_path, monkeypatch):
+    from graphopt.runtime.sandbox import pool as pool_module
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f"graphopt-sandbox-{dead}-abc"
+    (stale / "call-1").mkdir(parents=True)
+    mine = tmp_path / f"graphopt-sandbox-{os.getpid()}-xyz"
+    mine.mkdir()
+    other = tmp_path / "graphopt-sandbox-notapid"
+    other.mkdir()
+    pool_module._remove_stale_dirs.cache_clear()
+    with sandbox(workers=1) as own:
+        run_candidate(where, "def where(x):\n    return x\n", 1)
+        assert own.pids()
+    assert not stale.exists() and mine.exists() and other.exists()

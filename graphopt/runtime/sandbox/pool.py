@@ -40,6 +40,7 @@ from graphopt.runtime.sandbox.limits import (
 )
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+DIR_PREFIX = "graphopt-sandbox-"  # then the parent's pid: folders of dead parents are removed
 # Loads this folder as a bare package, so the worker imports neither graphopt nor its dependencies.
 BOOT = ("import sys, types\n"
         "package = types.ModuleType('graphopt_sandbox')\n"
@@ -304,7 +305,8 @@ class SandboxPool:
             worker.stop()
 
     def _start(self) -> WorkerProcess:
-        base_dir = tempfile.mkdtemp(prefix="graphopt-sandbox-")
+        _remove_stale_dirs()
+        base_dir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         command = [*self._namespace_prefix(), sys.executable, "-I", "-B", "-c", BOOT,
@@ -360,6 +362,26 @@ class SandboxPool:
         if self._atexit:
             atexit.unregister(self.close)
             self._atexit = False
+
+
+@functools.lru_cache(maxsize=1)
+def _remove_stale_dirs() -> None:
+    """Remove worker folders left by processes that died without closing their pools (once)."""
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(DIR_PREFIX):].split("-", 1)[0]
+        if not name.startswith(DIR_PREFIX) or not owner.isdigit() or int(owner) == os.getpid():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass
 
 
 @functools.lru_cache(maxsize=2)
