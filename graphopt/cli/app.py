@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from graphopt.cli import cache, demo, run, serve, show
+from graphopt.cli import cache, demo, evaluate, export, run, serve, show
 from graphopt.cli.errors import CliState, GraphoptGroup
 from graphopt.plugins.manager import PluginManager, get_plugin_manager
 
@@ -20,6 +20,8 @@ app = typer.Typer(name="graphopt", cls=GraphoptGroup, no_args_is_help=True, add_
 app.command()(demo.demo)
 app.command()(run.run)
 app.command()(run.resume)
+app.command("eval")(evaluate.eval_command)
+app.command()(export.export)
 app.command()(show.show)
 app.command("serve-local")(serve.serve_local)
 app.add_typer(cache.app, name="cache")

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from graphopt.cli.export import save_result
 from graphopt.cli.runconfig import RunConfig, build_trainer, make_config, read_config_file
 from graphopt.errors import CheckpointError
 from graphopt.train.checkpoint import Checkpoint
@@ -38,6 +39,8 @@ def run(workflow: Optional[str] = typer.Argument(None, help="path/to/file.py:nam
         checkpoint: Optional[Path] = typer.Option(None, help="checkpoint written after every step"),
         history: Optional[Path] = typer.Option(None, help="JSONL history, one line per step"),
         config: Optional[Path] = typer.Option(None, help="settings from a YAML or TOML file"),
+        save: Optional[Path] = typer.Option(None, help="write the best values here as a parameter "
+                                                       "file (for Module.load)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
     """Optimize a workflow's parameters over a dataset; options override the --config file."""
     settings: dict[str, Any] = read_config_file(config) if config is not None else {}
@@ -54,23 +57,43 @@ def run(workflow: Optional[str] = typer.Argument(None, help="path/to/file.py:nam
     settings.setdefault("checkpoint", "graphopt-run.ckpt.json")
     run_config = make_config(settings, origin=origin)
     trainer = build_trainer(run_config, quiet=quiet)
-    report(fit(trainer, run_config.checkpoint), Console())
+    finish(trainer, fit(trainer, run_config.checkpoint), save)
 
 
 def resume(checkpoint: Path = typer.Argument(..., help="a checkpoint written by 'graphopt run'"),
+           model: Optional[str] = typer.Option(None, help="model for LLM optimizers (default: the "
+                                                          "run's own)"),
+           max_calls: Optional[int] = typer.Option(None, min=0, help="budget: most model calls"),
+           max_usd: Optional[float] = typer.Option(None, min=0, help="budget: most US dollars spent"),
+           save: Optional[Path] = typer.Option(None, help="write the best values here as a parameter "
+                                                          "file (for Module.load)"),
            quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
-    """Continue a run from its checkpoint, exactly where it stopped."""
+    """Continue a run from its checkpoint, exactly where it stopped; model and budget options
+    replace the run's own."""
     saved = Checkpoint.load(checkpoint)
     if saved.config is None:
         raise ValueError(f"checkpoint {str(checkpoint)!r} was written by the Python API; resume it "
                          f"with go.optimize(..., resume=path)")
     try:
-        config = RunConfig.model_validate(saved.config).model_copy(update={"checkpoint": str(checkpoint)})
+        config = RunConfig.model_validate(saved.config)
     except ValidationError as err:
         raise CheckpointError(f"checkpoint {str(checkpoint)!r}: its run settings are not valid: "
                               f"{err.errors()[0]['msg']} at {err.errors()[0]['loc']}",
                               path=str(checkpoint)) from err
-    report(fit(build_trainer(config, resume=checkpoint, quiet=quiet), config.checkpoint), Console())
+    given = {"model": model, "max_calls": max_calls, "max_usd": max_usd}
+    config = config.model_copy(update={"checkpoint": str(checkpoint),
+                                       **{k: v for k, v in given.items() if v is not None}})
+    trainer = build_trainer(config, resume=checkpoint, quiet=quiet)
+    finish(trainer, fit(trainer, config.checkpoint), save)
+
+
+def finish(trainer: Trainer, result: TrainResult, save: Path | None) -> None:
+    """Report the run and, with ``--save``, write its best values as a parameter file."""
+    console = Console()
+    report(result, console)
+    if save is not None:
+        save_result(result, {n: p.kind.name for n, p in trainer.params.items()}, save)
+        console.print(f"best values: {escape(str(save))}")
 
 
 @contextlib.contextmanager

@@ -76,6 +76,9 @@ class Checkpoint(BaseModel):
     history: list[StepRecord] = Field(default_factory=list)
     usage: UsageTotals = Field(default_factory=UsageTotals)
     finished: Literal["completed", "early_stop"] | None = None
+    # Why an unfinished run stopped (``"Type: message"``), when an error stopped it; the run
+    # stays resumable from its last complete step, and the next step's checkpoint clears it.
+    error: str | None = None
     config: dict[str, Any] | None = None
 
     @field_validator("rng")

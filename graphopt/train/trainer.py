@@ -28,6 +28,7 @@ from graphopt.graph.module import Module
 from graphopt.graph.node import Node, Param
 from graphopt.graph.serialize import check_values
 from graphopt.llm.ledger import Budget, budget as budget_block
+from graphopt.llm.redact import redact
 from graphopt.llm.registry import usage_ledger
 from graphopt.optim.optimizer import Optimizer, check_accept
 from graphopt.plugins.manager import PluginManager
@@ -173,6 +174,9 @@ class Trainer:
         except KeyboardInterrupt:
             if self._saved is not None:
                 self._restore_saved(self._saved)
+            raise
+        except Exception as err:
+            self._record_failure(err)
             raise
         finally:
             self.reporter.stop()
@@ -322,6 +326,15 @@ class Trainer:
         if self.checkpoint_path is not None:
             saved.save(self.checkpoint_path)
         self._saved = saved  # only once on disk: an interrupt mid-write rolls back to the previous one
+
+    def _record_failure(self, err: Exception) -> None:
+        """Roll back to the last complete step and write it with the error that stopped the run."""
+        if self._saved is not None:
+            self._restore_saved(self._saved)
+        saved = self._saved or self._checkpoint()
+        if self.checkpoint_path is not None:
+            error = redact(f"{type(err).__name__}: {err}")  # the file outlives the process: no keys
+            saved.model_copy(update={"error": error}).save(self.checkpoint_path)
 
     def _load(self, path: Path) -> str | None:
         saved = Checkpoint.load(path)
