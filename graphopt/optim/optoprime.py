@@ -5,6 +5,8 @@ runs that produced feedback (code lines, op documentation once, inputs, intermed
 outputs, errors, feedback), the aggregated feedback and, optionally, the last ``memory`` steps.
 It never exceeds ``max_prompt_tokens`` (estimated at ``CHARS_PER_TOKEN`` characters a token):
 values are cut, then distant nodes dropped, so a 10,000-op graph costs what a 100-op one does.
+The default, 2,000 tokens (8,000 characters), goes first to the variables, their feedback and the
+ops nearest to them.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class OptoPrime(LLMOptimizer):
     name = "optoprime"
 
     def __init__(self, params: ParamsArg, *, llm: str | Client | None = None,
-                 max_prompt_tokens: int = 4_000, max_value_chars: int = 400, max_runs: int = 3,
+                 max_prompt_tokens: int = 2_000, max_value_chars: int = 400, max_runs: int = 3,
                  memory: int = 0, n_candidates: int = 1, selector: str | Selector = "auto",
                  temperature: float | None = None, max_tokens: int = 1_024, partial: bool = False,
                  objective: str = "", plugin_manager: PluginManager | None = None) -> None:
