@@ -23,7 +23,7 @@ from graphopt.graph import context
 from graphopt.graph.kinds import CodeKind
 from graphopt.graph.node import Error, Message, Node, Op, Param, _error, _record
 from graphopt.runtime.sandbox.candidate import Candidate
-from graphopt.runtime.sandbox.settings import Mode, check_mode, current_mode
+from graphopt.runtime.sandbox.mode import Mode, check_mode, current_mode
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -327,3 +327,11 @@ def test_folders_left_by_a_dead_parent_are_removed_when_workers_start(tmp_path, 
         run_candidate(where, "def where(x):\n    return x\n", 1)
         assert own.pids()
     assert not stale.exists() and mine.exists() and other.exists()
+
+
+def test_importing_graphopt_does_not_load_the_pool():
+    code = ("import sys, graphopt\n"
+            "print(sorted(m for m in ('graphopt.runtime.sandbox.pool', 'graphopt.runtime.sandbox.settings',"
+            " 'asyncio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr

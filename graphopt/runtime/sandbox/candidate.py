@@ -15,7 +15,7 @@ attributes. Results come back as data; tensors come back detached, on the CPU.
 from __future__ import annotations
 
 import ast
-import asyncio
+import importlib
 import inspect
 import sys
 import types
@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 
 from graphopt.runtime.sandbox import wire
 from graphopt.runtime.sandbox.errors import CannotCross
-from graphopt.runtime.sandbox.settings import current_pool
+
+SETTINGS = "graphopt.runtime.sandbox.settings"  # the pool's module, loaded on the first call
 
 
 class Candidate:
@@ -60,13 +61,13 @@ class Candidate:
         return f"<sandboxed candidate of op {self.op_name!r} {self.key[:12]}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.is_async:
-            return asyncio.to_thread(self.run, args, kwargs)
+        if self.is_async:  # asyncio is already loaded by whoever awaits this
+            return sys.modules["asyncio"].to_thread(self.run, args, kwargs)
         return self.run(args, kwargs)
 
     def run(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """One call in the pool of the current context; the decoded result."""
-        pool = current_pool()
+        pool = (sys.modules.get(SETTINGS) or importlib.import_module(SETTINGS)).current_pool()
         request, blobs = self.request(args, kwargs)
         timeout = self.timeout if self.timeout is not None else pool.limits.timeout
         return pool.call(self, request, blobs, timeout=timeout)

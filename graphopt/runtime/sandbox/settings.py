@@ -1,55 +1,29 @@
-"""The run-level sandbox setting: whether candidate code is sandboxed, and in which pool.
+"""``sandbox()``: set whether candidate code is sandboxed, and in which pool, for a block.
 
-Held in a ``ContextVar`` like the trace state, so threads and asyncio tasks can differ. The
-default is ``"auto"`` in a shared pool (``Limits()``, two workers) that starts on first use and
-stops at exit.
+The setting lives in ``mode.SETTING`` (a ``ContextVar``), so threads and asyncio tasks can
+differ. The default is ``"auto"`` in a shared pool (``Limits()``, two workers) that starts on
+first use and stops at exit.
 """
 
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any, Iterator, Literal, Union
+from typing import Any, Iterator
 
 from graphopt.runtime.sandbox.limits import Limits
+from graphopt.runtime.sandbox.mode import SETTING, Mode, SandboxSetting, check_mode, current_mode
 from graphopt.runtime.sandbox.pool import SandboxPool
 
-Mode = Union[bool, Literal["auto"]]
-MODES = ("auto", True, False)
+__all__ = ["current_mode", "current_pool", "default_pool", "sandbox"]
 
-
-class SandboxSetting:
-    """A mode and the pool sandboxed calls go to (``None``: the shared default pool)."""
-
-    __slots__ = ("mode", "pool")
-
-    def __init__(self, mode: Mode, pool: SandboxPool | None) -> None:
-        self.mode = mode
-        self.pool = pool
-
-
-_DEFAULT = SandboxSetting("auto", None)
-_SETTING: ContextVar[SandboxSetting] = ContextVar("graphopt_sandbox", default=_DEFAULT)
 _shared: list[SandboxPool] = []  # the one default pool, made on first use
 _shared_lock = threading.Lock()
 
 
-def check_mode(mode: Any, where: str) -> Mode:
-    """``mode`` if it is ``"auto"``, ``True`` or ``False``; a ``ValueError`` naming ``where`` otherwise."""
-    if mode is True or mode is False or mode == "auto":
-        return mode
-    raise ValueError(f"{where} expects 'auto', True or False, got {mode!r}")
-
-
-def current_mode() -> Mode:
-    """The run-level mode in this context."""
-    return _SETTING.get().mode
-
-
 def current_pool() -> SandboxPool:
     """The pool sandboxed calls in this context go to."""
-    pool = _SETTING.get().pool
+    pool = SETTING.get().pool
     return pool if pool is not None else default_pool()
 
 
@@ -83,10 +57,10 @@ def sandbox(mode: Mode = "auto", *, workers: int | None = None, pool: SandboxPoo
         except TypeError as err:
             raise TypeError(f"sandbox(): {err}; the options are those of Limits and 'workers'") from err
         pool = own
-    token = _SETTING.set(SandboxSetting(mode, pool))
+    token = SETTING.set(SandboxSetting(mode, pool))
     try:
         yield None if mode is False else (pool or default_pool())
     finally:
-        _SETTING.reset(token)
+        SETTING.reset(token)
         if own is not None:
             own.close()
