@@ -3,6 +3,7 @@
 
 from graphopt_gradients.greater import Greater
 from graphopt_gradients.lion import Lion, lion
+from graphopt_gradients.lora import LoRA, add_lora
 from graphopt_gradients.mezo import MeZO
 
-__all__ = ["Greater", "Lion", "MeZO", "lion"]
+__all__ = ["Greater", "Lion", "LoRA", "MeZO", "add_lora", "lion"]
