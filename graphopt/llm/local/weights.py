@@ -9,6 +9,7 @@ never sees half of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -16,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -94,12 +95,28 @@ def save_converted(model: Any, tokenizer: Any, target: Path) -> None:
 
 
 def load_converted(directory: Path) -> tuple[Any, Any]:
-    """Model (bf16) and tokenizer from the safetensors cache."""
+    """Model (bf16) and tokenizer from the safetensors cache, without progress bars: the load
+    takes a second, and a bar in every process that starts the model is noise."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.bfloat16)
+    with progress_bars_off():
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.bfloat16)
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def progress_bars_off() -> Iterator[None]:
+    """transformers' (and the hub's) progress bars off inside the block, as they were after it."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def load(model_cache_dir: Path, *, convert: bool = True) -> LoadedModel:
