@@ -20,7 +20,8 @@ def show(checkpoint: Path = typer.Argument(..., help="a checkpoint file"),
     console.print(history_table(saved))
     state = saved.finished or (f"failed (resumable): {escape(saved.error)}" if saved.error
                                else "in progress (resumable)")
-    best = "-" if saved.best is None else f"{saved.best.score:.3f} at step {saved.best.step}"
+    best = "-" if saved.best is None or saved.best.score is None else \
+        f"{saved.best.score:.3f} at step {saved.best.step}"
     console.print(f"status: {state}; best validation score: {best}")
     if values and saved.best is not None:
         for name, value in saved.best.values.items():
