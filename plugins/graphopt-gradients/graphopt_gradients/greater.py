@@ -88,6 +88,8 @@ class Greater(Optimizer):
         """The loss function over prompt tokens (loading the embedded model on first use)."""
         if self._loss is None:
             if self.model is None:
+                # Here, not at the top: loading this plugin's entry point must not pull in the LLM
+                # layer (graphopt loads it lazily) for processes that never use the embedded model.
                 from graphopt_gradients.embedded import embedded_model
 
                 self.model = embedded_model(self.device)
