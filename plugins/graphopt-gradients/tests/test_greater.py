@@ -165,3 +165,13 @@ def test_runs_on_the_models_device():
     opt = greater(prompt, (model, tokenizer))
     judged(prompt)
     assert opt.step() == {"prompt": "h!"}
+
+
+def test_the_acceptance_gate_can_still_refuse_a_lower_loss(planted):
+    prompt = go.param("hk", name="prompt")
+    opt = greater(prompt, planted)
+    judged(prompt)
+    # The workflow's own metric prefers the old prompt: step(closure) scores both, keeps the old.
+    assert opt.step(lambda: go.Feedback(score=float(prompt.value == "hk"))) == {}
+    assert prompt.value == "hk" and opt.last_rejection is not None
+    assert opt.last_step["prompt"]["loss_after"] < opt.last_step["prompt"]["loss_before"]
