@@ -3,9 +3,10 @@
 Models: ``tiny`` (a linear 8 → 1 on batches of 32: Python overhead is the whole cost), ``wide``
 (64 → 256 → 1, batch 512) and ``wider`` (64 → 4096 → 1). Each runs on the CPU and, where CUDA is
 available, on the GPU (skipped otherwise). ``python benchmarks/bench_torch.py [cpu|cuda]`` prints
-µs per step phase by phase (zero, forward, backward, step), graphopt against raw torch, from
-interleaved rounds so machine load hits both loops alike; on a GPU the phases are CPU-side time
-(no synchronisation inside the loop).
+µs per step phase by phase (zero, forward, backward, step), graphopt against raw torch: the two
+loops train separate copies of the model in lockstep, one step of each in turn (which one goes
+first alternates), so load on a shared machine hits both alike; on a GPU the phases are CPU-side
+time (no synchronisation inside the loop).
 """
 
 from __future__ import annotations
@@ -122,16 +123,61 @@ def test_torch_loop(benchmark, model, device, loop):
     benchmark.pedantic(loop, args=(model, device), rounds=7, iterations=1, warmup_rounds=1)
 
 
-def compare(model, device, rounds=7):
-    """Median µs per step, phase by phase, of interleaved raw and graphopt rounds."""
+def _raw_stepper(model, device):
+    x, y, weights = data(model, device)
+    opt = torch.optim.Adam(weights, lr=1e-3)
+    mse = torch.nn.functional.mse_loss
+    return (lambda: opt.zero_grad(set_to_none=True), lambda: mse(forward(x, *weights), y),
+            lambda loss: loss.backward(), opt.step)
+
+
+def _graphopt_stepper(model, device):
+    x, y, weights = data(model, device)
+    params = [go.param(w, name=f"w{i}") for i, w in enumerate(weights)]
+    opt = go.optimizer("torch", params, algorithm="Adam", lr=1e-3)
+    mse = go.ops.mse
+    return opt.zero_feedback, lambda: mse(model_op(x, *params), y), go.backward, opt.step
+
+
+def _step(stepper, times, clock):
+    zero, forward_, backward, step = stepper
+    t0 = clock()
+    zero()
+    t1 = clock()
+    loss = forward_()
+    t2 = clock()
+    backward(loss)
+    t3 = clock()
+    step()
+    t4 = clock()
+    times[0] += t1 - t0
+    times[1] += t2 - t1
+    times[2] += t3 - t2
+    times[3] += t4 - t3
+
+
+def compare(model, device, rounds=5):
+    """Median over ``rounds`` of µs per step, phase by phase: raw and graphopt in lockstep."""
     steps = MODELS[model][3]
-    raw_loop(model, device, steps=20)
-    graphopt_loop(model, device, steps=20)
+    clock = time.perf_counter_ns
     raw: list[list[int]] = []
     ours: list[list[int]] = []
     for _ in range(rounds):
-        raw_loop(model, device, phases=raw)
-        graphopt_loop(model, device, phases=ours)
+        raw_stepper, our_stepper = _raw_stepper(model, device), _graphopt_stepper(model, device)
+        for _ in range(10):  # warm-up
+            _step(raw_stepper, [0, 0, 0, 0], clock)
+            _step(our_stepper, [0, 0, 0, 0], clock)
+        raw_times, our_times = [0, 0, 0, 0], [0, 0, 0, 0]
+        for index in range(steps):
+            if index % 2:
+                _step(raw_stepper, raw_times, clock)
+                _step(our_stepper, our_times, clock)
+            else:
+                _step(our_stepper, our_times, clock)
+                _step(raw_stepper, raw_times, clock)
+        _sync(device)
+        raw.append(raw_times)
+        ours.append(our_times)
 
     def per_step(runs):
         return [statistics.median(r[i] for r in runs) / steps / 1e3 for i in range(4)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 from typing import Any, Callable, Mapping
 
 import torch
@@ -64,6 +63,7 @@ class TorchOptimizer(Optimizer):
         except (TypeError, ValueError) as err:
             raise ValueError(f"optimizer 'torch' ({algorithm}): {err}") from err
         self._committed = {self.param_names[p]: p.value for p in self.params}
+        self._finite = FiniteCheck()
 
     def check_param(self, name: str, target: Param) -> None:
         tensor = target.value
@@ -84,7 +84,7 @@ class TorchOptimizer(Optimizer):
         with_grad = [p for p in params if p.value.grad is not None]
         if not with_grad:
             return {}
-        bad = [self.param_names[p] for p in _non_finite(with_grad)]
+        bad = [self.param_names[p] for p in self._finite.non_finite(with_grad)]
         if bad:
             raise OptimizerStepError(f"optimizer 'torch' refused the step, nothing changed: non-finite "
                                      f"gradient (NaN or inf) in {', '.join(map(repr, bad))}",
@@ -116,19 +116,49 @@ class TorchOptimizer(Optimizer):
         self.torch_optimizer.load_state_dict(saved)
 
 
-def _non_finite(params: list[Param]) -> list[Param]:
-    """The parameters whose gradient holds a NaN or an infinity.
+class FiniteCheck:
+    """Finds parameters whose gradient holds a NaN or an infinity, in one kernel per device.
 
-    One fused max-norm over every dense gradient (NaN and inf survive a max, and it cannot
-    overflow as a sum could), read back once: a few microseconds where a check per tensor costs
-    three kernel launches each.
+    Dense floating-point gradients go through the fused check ``torch.amp.GradScaler`` uses
+    (scaling by exactly 1.0, which changes no value), one flag per device read back once: about
+    two kernel launches a step, where a check per tensor costs three each. Only when a flag is
+    set, or for sparse and complex gradients, is each tensor checked alone.
     """
-    dense = [p for p in params if not p.value.grad.is_sparse]
-    norms = torch._foreach_norm([p.value.grad for p in dense], math.inf) if dense else []
-    bad = {p for p, norm in zip(dense, norms) if not math.isfinite(norm)}
-    bad.update(p for p in params if p.value.grad.is_sparse
-               and not bool(torch.isfinite(p.value.grad.coalesce().values()).all()))
-    return [p for p in params if p in bad]
+
+    def __init__(self) -> None:
+        self._flags: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def non_finite(self, params: list[Param]) -> list[Param]:
+        groups: dict[tuple[Any, Any], list[Param]] = {}
+        suspects: set[Param] = set()
+        for p in params:
+            grad = p.value.grad
+            if grad.is_sparse or not grad.is_floating_point():
+                suspects.add(p)
+            else:
+                groups.setdefault((grad.device, grad.dtype), []).append(p)
+        for (device, _), members in groups.items():
+            found, one = self._flags.get(device) or self._new_flags(device)
+            found.zero_()
+            try:
+                torch._amp_foreach_non_finite_check_and_unscale_(
+                    [p.value.grad for p in members], found, one)
+            except RuntimeError:  # a dtype or device the fused kernel lacks: check each tensor
+                suspects.update(members)
+                continue
+            if found.item():
+                suspects.update(members)
+        return [p for p in params if p in suspects and not _all_finite(p.value.grad)]
+
+    def _new_flags(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        flags = (torch.zeros(1, device=device), torch.ones(1, device=device))
+        self._flags[device] = flags
+        return flags
+
+
+def _all_finite(grad: torch.Tensor) -> bool:
+    values = grad.coalesce().values() if grad.is_sparse else grad
+    return bool(torch.isfinite(values).all())
 
 
 @hookimpl
