@@ -82,6 +82,7 @@ class Optimizer:
         self.param_names: dict[Param, str] = {}
         self.plugin_manager = plugin_manager or get_plugin_manager()
         self.last_rejection: Rejection | None = None
+        self.last_gate: tuple[float, float] | None = None  # the gate's (current, proposal) scores
         self._scored: tuple[Any, str, float] | None = None  # (closure, values key, score)
         groups = list(params) if _is_group_list(params) else [{"params": params}]
         if not groups:
@@ -155,6 +156,7 @@ class Optimizer:
         gated proposal scoring worse than the current values is rejected (returns ``{}``).
         """
         self.last_rejection = None
+        self.last_gate = None
         self._call_hook("graphopt_before_step", optimizer=self, params=self.params)
         proposal = self.propose(closure)
         checked = self.validate(proposal)
@@ -162,6 +164,7 @@ class Optimizer:
         score = None
         if checked and closure is not None and self.is_gated and mode != "always":
             rejection, score = self.judge(checked, closure, mode)
+            self.last_gate = (self._current_score(closure), score)
             if rejection is not None:
                 self.last_rejection = rejection
                 self.on_rejected(proposal, rejection)

@@ -71,6 +71,13 @@ class OptimizerRecord(BaseModel):
     committed: list[str] = Field(default_factory=list)
     refused: str | None = None
     rejected: Rejected | None = None
+    score_before: float | None = None  # the acceptance gate's scores, when it ran
+    score_after: float | None = None
+
+    @field_validator("score_before", "score_after", mode="before")
+    @classmethod
+    def _finite(cls, number: Any) -> Any:
+        return finite_or_none(number) if isinstance(number, float) else number
 
 
 class StepRecord(BaseModel):

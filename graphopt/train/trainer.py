@@ -267,9 +267,11 @@ class Trainer:
                     warnings.warn(f"step {self.position.step + 1}: {reason}", RuntimeWarning, stacklevel=2)
                 return [OptimizerRecord(name=o.name, refused=reason if o is opt else f"rolled back: {reason}")
                         for o in self.optimizers]
-            rejection = opt.last_rejection
+            rejection = getattr(opt, "last_rejection", None)
+            scores = getattr(opt, "last_gate", None) or (None, None)
             records.append(OptimizerRecord(
                 name=opt.name, committed=sorted(committed or {}),
+                score_before=scores[0], score_after=scores[1],
                 rejected=None if rejection is None else Rejected(
                     reason=rejection.reason, score_before=rejection.before,
                     score_after=rejection.after, params=rejection.params)))

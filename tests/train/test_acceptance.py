@@ -67,6 +67,7 @@ def test_a_worse_proposal_is_rejected_and_recorded():
     assert (first.rejected.score_before, first.rejected.score_after) == (0.5, 0.1)
     assert first.rejected.params == ["prompt"] and "below the current" in first.rejected.reason
     assert second.committed == ["prompt"] and second.rejected is None
+    assert (second.score_before, second.score_after) == (0.5, 0.9)
     assert [r.val_score for r in result.history] == [0.5, 0.5, 0.9]
     assert prompt.value == "better"
     assert len(calls) == len(set(calls)) == result.evaluations
