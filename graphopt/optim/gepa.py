@@ -305,13 +305,14 @@ class GEPA(Optimizer):
             child = self._rewrite(parent.values, target, name, prompt, seed)
             if child is not None and self._find(child) is None and child not in children:
                 children.append(child)
-        if self.surrogate is not None and children:
-            children = [children[i] for i in self.surrogate.screen(children, keep=1)]
+        screened = self.surrogate is not None and self.surrogate.ready and len(children) > 1
+        if screened:
+            children = [children[i] for i in self.surrogate.screen(children, keep=1)]  # type: ignore[union-attr]
         for child in children[:1]:
             scores = dict(zip(minibatch, self._score(child, minibatch, evaluation)))
             passed = sum(scores.values()) > sum(parent.scores[i] for i in minibatch)
-            if self.surrogate is not None:
-                self.surrogate.record(passed)
+            if screened:
+                self.surrogate.record(passed)  # type: ignore[union-attr]
             if not passed:
                 if self.surrogate is not None:
                     self.surrogate.observe(child, sum(scores.values()) / len(scores))

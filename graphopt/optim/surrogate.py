@@ -141,7 +141,8 @@ class Surrogate:
         return kept
 
     def record(self, passed: bool) -> None:
-        """Whether a proposal the surrogate let through passed its real evaluation."""
+        """Whether a proposal the surrogate chose over others passed its real evaluation (call
+        it only after a ``screen`` that had a choice to make)."""
         self.let_through += 1
         self.hits += int(passed)
 

@@ -324,4 +324,6 @@ def test_gepa_in_the_trainer_scores_on_validation_and_keeps_lineage():
     assert system.value == "Classify the sentiment."
     assert [(item["origin"], item["parents"], item["score"]) for item in opt.lineage()] == [
         ("seed", [], 0.5), ("mutation:system", [0], 1.0)]
-    assert opt.surrogate.stats()["hit_rate"] == 1.0
+    # too few candidates scored for the surrogate to choose: it learns, screens nothing
+    assert opt.surrogate.stats() == {"observations": 2, "screened_out": 0, "let_through": 0,
+                                     "hits": 0, "hit_rate": None}
