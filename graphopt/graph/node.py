@@ -268,7 +268,10 @@ def _getattr(value: Any, name: str) -> Any:
 
 
 def _call_value(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return function(*args, **kwargs)
+    result = function(*args, **kwargs)
+    # A traced op picked at run time (``go.ops.lookup(TOOLS, route)(question)``) returns a node:
+    # this call's node holds its value, never a node inside a node.
+    return result.value if isinstance(result, Node) else result
 
 
 def _record(state: context.TraceState, op: Op, value: Any, parents: tuple[Node, ...],

@@ -247,3 +247,11 @@ def test_lookup_of_a_missing_key_is_an_error_node_naming_the_keys():
     missing = go.ops.lookup({"a": 1, "b": 2}, go.param("c", name="which"))
     assert isinstance(missing, go.Error)
     assert "'c' is not a key; the keys are: 'a', 'b'" in str(missing.value)
+
+
+def test_calling_a_looked_up_traced_op_gives_its_value_not_a_nested_node():
+    tools = {"double": go.op(name="double")(lambda x: 2 * x)}
+    tool = go.ops.lookup(tools, go.param("double", name="which"))
+    out = tool(21)
+    assert out.value == 42 and not isinstance(out.value, go.Node)
+    assert out.parents[0] is tool
