@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar, overload
 
 from graphopt.errors import BudgetExceeded, TraceError
 from graphopt.graph import context
+from graphopt.graph.spans import current_tracer
 from graphopt.graph.kinds import CodeKind
 from graphopt.graph.node import Error, Message, Node, Op, Param, _error, _record
 from graphopt.runtime.sandbox.candidate import Candidate
@@ -105,6 +106,8 @@ class TracedFunction:
         function, positional, keywords, parents, arg_names, constants = call
         failure: BaseException | None = None
         frame: list = []
+        tracer = current_tracer()  # None unless an observer asked for spans: then this is all we pay
+        span = tracer.start("op", self.op.name, _NO_KEYWORDS) if tracer is not None else None
         token = _enter(frame)
         try:
             if self.timeout is None or type(function) is Candidate:  # the sandbox kills on timeout
@@ -117,6 +120,8 @@ class TracedFunction:
             value, failure = None, exc
         finally:
             _leave(token)
+            if span is not None:
+                tracer.end(span, _NO_KEYWORDS, failure)  # type: ignore[union-attr]
         if failure is None and not frame and not isinstance(value, Node):
             node = Message(value, parents, self.op, arg_names, constants)  # _record, inlined
             if state.frame is not None:
@@ -132,6 +137,8 @@ class TracedFunction:
         function, positional, keywords, parents, arg_names, constants = call
         failure: BaseException | None = None
         frame: list = []
+        tracer = current_tracer()
+        span = tracer.start("op", self.op.name, _NO_KEYWORDS) if tracer is not None else None
         token = _enter(frame)
         try:
             value: Any = await function(*positional, **keywords)
@@ -141,6 +148,8 @@ class TracedFunction:
             value, failure = None, exc
         finally:
             _leave(token)
+            if span is not None:
+                tracer.end(span, _NO_KEYWORDS, failure)  # type: ignore[union-attr]
         return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
     def _bind(self, state: context.TraceState, args: tuple[Any, ...], kwargs: dict[str, Any],

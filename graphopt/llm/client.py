@@ -19,6 +19,7 @@ from graphopt.llm.protocol import Backend, Message
 from graphopt.llm.redact import backend_secrets, mask_known
 from graphopt.llm.reply import Reply
 from graphopt.llm.retry import acall_with_retries, call_with_retries
+from graphopt.llm.spans import traced_acomplete, traced_complete
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -148,6 +149,7 @@ class Client:
         self.ledger.record(reply, tag)
         return reply
 
+    @traced_complete
     def complete(self, messages: Messages, *, tag: str | None = None,
                  rollout_id: str | int | None = None, cache: bool | None = None,
                  **params: Any) -> Reply:
@@ -171,6 +173,7 @@ class Client:
             raise
         return self._finish(key, reply, started, hold, tag)
 
+    @traced_acomplete
     async def acomplete(self, messages: Messages, *, tag: str | None = None,
                         rollout_id: str | int | None = None, cache: bool | None = None,
                         **params: Any) -> Reply:

@@ -63,3 +63,46 @@ def graphopt_after_step(optimizer: Any, params: list[Any], committed: dict[str, 
 
     Not called when the step was refused. Results are ignored.
     """
+
+
+@hookspec
+def graphopt_run_start(run: Any) -> None:
+    """Called by the trainer once a run starts, after a resume is loaded and before the first step.
+
+    ``run`` is a ``graphopt.train.observe.RunInfo``: the run's name, params and their kinds,
+    starting values, optimizer names, options and the paths it writes. Observers (MLflow,
+    OpenTelemetry, your own) read it; they cannot change the run. An implementation that raises
+    is reported with one warning and the run goes on. Results are ignored.
+    """
+
+
+@hookspec
+def graphopt_step_end(run: Any, record: Any) -> None:
+    """Called by the trainer after each step's history line is recorded and checkpointed.
+
+    ``record`` is the ``graphopt.train.history.StepRecord`` just written (step 0 is the starting
+    validation): scores, what each optimizer committed, refused or rejected, the parameters'
+    new values (``changes``), usage and cost of the step. Results are ignored; failures warn once.
+    """
+
+
+@hookspec
+def graphopt_run_end(run: Any, result: Any) -> None:
+    """Called by the trainer when a run finishes (completed, early stop, budget spent).
+
+    ``result`` is the ``graphopt.train.result.TrainResult``; the checkpoint and the report named
+    in ``run`` are written by then. Not called when the run stops by an exception. Results are
+    ignored; failures warn once.
+    """
+
+
+@hookspec
+def graphopt_span_tracer(run: Any) -> Any:
+    """Return a ``graphopt.graph.spans.SpanTracer`` to receive this run's spans, or ``None``.
+
+    Called once per run, at its start. While the run lasts the tracer's ``start``/``end`` are
+    called around every op call (kind ``"op"``), every LLM call (``"llm"``, with GenAI
+    ``gen_ai.*`` attributes and token usage) and every optimizer step (``"optimizer_step"``),
+    from the threads the run uses. When no plugin returns a tracer, spans cost nothing.
+    Results of all plugins are collected.
+    """

@@ -80,6 +80,8 @@ class Checkpoint(BaseModel):
     # stays resumable from its last complete step, and the next step's checkpoint clears it.
     error: str | None = None
     config: dict[str, Any] | None = None
+    # One traced run of the workflow (networkx node-link data, short values), for reports.
+    graph: dict[str, Any] | None = None
 
     @field_validator("rng")
     @classmethod

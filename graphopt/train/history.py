@@ -95,6 +95,9 @@ class StepRecord(BaseModel):
     usage: UsageTotals = Field(default_factory=UsageTotals)
     seconds: float = 0.0
     time: float = 0.0
+    # The values (JSON data) of the params this step changed; step 0 holds every starting value.
+    # A value too large to keep (a big tensor) is a short description instead. Reports diff these.
+    changes: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("train_score", "val_score", "best_score", mode="before")
     @classmethod

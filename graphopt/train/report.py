@@ -1,116 +1,192 @@
-"""A self-contained HTML report of a run: the workflow's graph and the score history, as inline SVG.
+"""A self-contained HTML report of a run: summary, graph, scores, per-step diffs, rejections, usage.
 
-No scripts, fonts or images are fetched: the file opens offline in any browser.
+No scripts, fonts or images are fetched: the file opens offline in any browser, and every value
+is HTML-escaped. ``write_run_report`` draws it from a checkpoint (``graphopt report CKPT``,
+``go.optimize(..., report=PATH)``); ``write_report`` from parts (the demo).
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import html
+import json
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import networkx as nx
 
 from graphopt.graph.serialize import atomic_write_bytes
-from graphopt.train.history import OptimizerRecord, StepRecord
+from graphopt.train.checkpoint import Checkpoint
+from graphopt.train.history import OptimizerRecord, StepRecord, UsageTotals
+from graphopt.train.report_chart import history_svg
+from graphopt.train.report_layout import graph_svg
 
-_COLOURS = {"param": "#fde68a", "message": "#bfdbfe", "error": "#fecaca", "node": "#e5e7eb"}
+MAX_KEPT_CHARS = 20_000  # a changed value larger than this (as JSON) is recorded by description
+MAX_DIFF_LINES = 80
 
-
-def graph_svg(graph: nx.DiGraph, *, width: int = 180, height: int = 46, gap: int = 50) -> str:
-    """The graph drawn left to right, one column per longest-path depth."""
-    depth: dict[Any, int] = {}
-    for key in nx.topological_sort(graph):
-        depth[key] = max((depth[p] + 1 for p in graph.predecessors(key)), default=0)
-    columns: dict[int, list[Any]] = {}
-    for key, level in depth.items():
-        columns.setdefault(level, []).append(key)
-    place = {key: (20 + level * (width + gap), 20 + row * (height + 20))
-             for level, keys in columns.items() for row, key in enumerate(keys)}
-    total_w = 40 + len(columns) * (width + gap)
-    total_h = 40 + max(len(k) for k in columns.values()) * (height + 20) if columns else 60
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{total_h}" '
-             f'font-family="sans-serif" font-size="11">',
-             '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="8" refY="4" '
-             'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#6b7280"/></marker></defs>']
-    for parent, child in graph.edges():
-        (x1, y1), (x2, y2) = place[parent], place[child]
-        parts.append(f'<line x1="{x1 + width}" y1="{y1 + height / 2}" x2="{x2}" y2="{y2 + height / 2}" '
-                     f'stroke="#6b7280" marker-end="url(#arrow)"/>')
-    for key, data in graph.nodes(data=True):
-        x, y = place[key]
-        fill = _COLOURS.get(data.get("kind", "node"), "#e5e7eb")
-        name = html.escape(_cut(str(data.get("name", key)), 28))
-        value = html.escape(_cut(str(data.get("value", "")), 30))
-        parts.append(f'<rect x="{x}" y="{y}" width="{width}" height="{height}" rx="6" fill="{fill}" '
-                     f'stroke="#374151"/><text x="{x + 8}" y="{y + 18}" font-weight="bold">{name}</text>'
-                     f'<text x="{x + 8}" y="{y + 34}" fill="#374151">{value}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+__all__ = ["graph_data", "graph_from_data", "recorded_changes", "render_report", "write_report",
+           "write_run_report", "graph_svg", "history_svg"]
 
 
-def history_svg(history: Sequence[StepRecord], *, width: int = 640, height: int = 260) -> str:
-    """Validation, training and best scores by step."""
-    series = {"validation": [(r.step, r.val_score) for r in history if r.val_score is not None],
-              "train minibatch": [(r.step, r.train_score) for r in history if r.train_score is not None],
-              "best": [(r.step, r.best_score) for r in history if r.best_score is not None]}
-    values = [v for points in series.values() for _, v in points]
-    low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    if high - low < 1e-9:
-        low, high = low - 0.5, high + 0.5
-    last = max((r.step for r in history), default=1) or 1
-    left, top, plot_w, plot_h = 50, 20, width - 170, height - 60
-
-    def point(step: int, value: float) -> str:
-        return f"{left + plot_w * step / last:.1f},{top + plot_h * (1 - (value - low) / (high - low)):.1f}"
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'font-family="sans-serif" font-size="11">',
-             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#9ca3af"/>',
-             f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{high:.2f}</text>',
-             f'<text x="{left - 6}" y="{top + plot_h + 4}" text-anchor="end">{low:.2f}</text>',
-             f'<text x="{left}" y="{top + plot_h + 18}">step 0</text>',
-             f'<text x="{left + plot_w}" y="{top + plot_h + 18}" text-anchor="end">step {last}</text>']
-    colours = {"validation": "#2563eb", "train minibatch": "#9ca3af", "best": "#16a34a"}
-    for row, (label, points) in enumerate(series.items()):
-        if points:
-            path = " ".join(point(s, v) for s, v in points)
-            parts.append(f'<polyline points="{path}" fill="none" stroke="{colours[label]}" stroke-width="2"/>')
-            parts.extend(f'<circle cx="{point(s, v).split(",")[0]}" cy="{point(s, v).split(",")[1]}" '
-                         f'r="3" fill="{colours[label]}"/>' for s, v in points)
-        parts.append(f'<rect x="{left + plot_w + 15}" y="{top + row * 18}" width="12" height="4" '
-                     f'fill="{colours[label]}"/><text x="{left + plot_w + 32}" y="{top + row * 18 + 6}">'
-                     f'{label}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def graph_data(graph: nx.DiGraph) -> dict[str, Any]:
+    """A traced graph (``to_networkx``) as JSON data: nodes with their attributes, edges with ``arg``."""
+    return {"nodes": [{"id": key, **{k: v for k, v in data.items() if _is_json(v)}}
+                      for key, data in graph.nodes(data=True)],
+            "edges": [{"source": parent, "target": child, "arg": data.get("arg", "")}
+                      for parent, child, data in graph.edges(data=True)]}
 
 
-def write_report(path: str | os.PathLike[str], *, title: str, graph: nx.DiGraph,
-                 history: Sequence[StepRecord], summary: dict[str, Any], values: dict[str, Any]) -> None:
-    """Write the report atomically: summary table, graph, score history, final values."""
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in summary.items())
-    shown = "".join(f"<h3>{html.escape(name)}</h3><pre>{html.escape(_cut(str(value), 2000))}</pre>"
+def graph_from_data(data: Mapping[str, Any]) -> nx.DiGraph:
+    """The ``DiGraph`` ``graph_data`` wrote."""
+    graph = nx.DiGraph()
+    for node in data.get("nodes", []):
+        graph.add_node(node["id"], **{k: v for k, v in node.items() if k != "id"})
+    for edge in data.get("edges", []):
+        graph.add_edge(edge["source"], edge["target"], arg=edge.get("arg", ""))
+    return graph
+
+
+def recorded_changes(previous: Mapping[str, Any] | None, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values that differ from ``previous`` (all of them without one), large ones described."""
+    changed = {}
+    for name, value in values.items():
+        if previous is not None and name in previous and previous[name] == value:
+            continue
+        text = json.dumps(value, sort_keys=True)
+        changed[name] = value if len(text) <= MAX_KEPT_CHARS else \
+            f"<value of {len(text)} characters as JSON, sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]}>"
+    return changed
+
+
+def write_run_report(path: str | os.PathLike[str], saved: Checkpoint, *, title: str = "graphopt run") -> None:
+    """Write the report of the run ``saved`` holds, atomically."""
+    graph = graph_from_data(saved.graph) if saved.graph is not None else None
+    values = saved.best.values if saved.best is not None else saved.params
+    atomic_write_bytes(path, render_report(title=title, graph=graph, history=saved.history,
+                                           summary=checkpoint_summary(saved), values=values).encode())
+
+
+def write_report(path: str | os.PathLike[str], *, title: str, graph: nx.DiGraph | None,
+                 history: Sequence[StepRecord], summary: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Write a report from its parts, atomically."""
+    atomic_write_bytes(path, render_report(title=title, graph=graph, history=history, summary=summary,
+                                           values=values).encode("utf-8"))
+
+
+def checkpoint_summary(saved: Checkpoint) -> dict[str, Any]:
+    """The summary table of a checkpoint: status, scores, steps, usage and the configured model."""
+    status = saved.finished or ("failed (resumable)" if saved.error else "in progress (resumable)")
+    scored = [r.val_score for r in saved.history if r.val_score is not None]
+    summary: dict[str, Any] = {"status": status}
+    if saved.error:
+        summary["error"] = saved.error
+    if saved.config and saved.config.get("model"):
+        summary["model"] = saved.config["model"]
+    summary.update({"steps": saved.position.step,
+                    "validation before": _num(scored[0] if scored else None),
+                    "best validation": _num(saved.best.score if saved.best else None),
+                    "best step": saved.best.step if saved.best else "-",
+                    "optimizers": ", ".join(dict.fromkeys(o.name for r in saved.history for o in r.optimizers))
+                    or "-"})
+    return summary
+
+
+def render_report(*, title: str, graph: nx.DiGraph | None, history: Sequence[StepRecord],
+                  summary: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    """The whole page as text."""
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary.items())
+    drawn = graph_svg(graph) if graph is not None and graph.number_of_nodes() else \
+        "<p>No traced run was recorded.</p>"
+    shown = "".join(f"<h3>{_e(name)}</h3><pre>{_e(_cut(_text(value), 4000))}</pre>"
                     for name, value in values.items())
-    steps = "".join(
-        f"<tr><td>{r.step}</td><td>{_num(r.train_score)}</td><td>{_num(r.val_score)}</td>"
-        f"<td>{_num(r.best_score)}</td><td>{r.usage.calls}</td><td>{r.usage.tokens}</td>"
-        f"<td>{r.usage.evaluations}</td>"
-        f"<td>{html.escape('; '.join(_outcome(o) for o in r.optimizers))}</td></tr>"
-        for r in history)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-th,td{{border:1px solid #d1d5db;padding:4px 8px;text-align:left}}pre{{background:#f3f4f6;padding:8px;
-white-space:pre-wrap}}.scroll{{overflow-x:auto}}</style></head><body>
-<h1>{html.escape(title)}</h1><table>{rows}</table>
-<h2>Workflow graph (one traced run)</h2><div class="scroll">{graph_svg(graph)}</div>
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px;color:#111827}}
+table{{border-collapse:collapse;margin-bottom:1em}}th,td{{border:1px solid #d1d5db;padding:4px 8px;
+text-align:left;vertical-align:top}}pre{{background:#f3f4f6;padding:8px;white-space:pre-wrap}}
+.scroll{{overflow-x:auto}}.add{{background:#dcfce7}}.del{{background:#fee2e2}}.hunk{{color:#6b7280}}
+.rejected{{color:#b91c1c}}</style></head><body>
+<h1>{_e(title)}</h1><table class="summary">{rows}</table>
+<h2>Workflow graph (one traced run)</h2><div class="scroll">{drawn}</div>
 <h2>Scores</h2>{history_svg(history)}
-<h2>Steps</h2><table><tr><th>step</th><th>train</th><th>validation</th><th>best</th><th>calls</th>
-<th>tokens</th><th>evaluations</th><th>optimizers</th></tr>{steps}</table>
+<h2>Steps</h2>{_steps_table(history)}
+<h2>Parameter changes</h2>{_changes(history)}
+<h2>Rejected and refused proposals</h2>{_rejections(history)}
+<h2>Usage and cost</h2>{_usage(history)}
 <h2>Best values</h2>{shown}</body></html>
 """
-    atomic_write_bytes(path, page.encode("utf-8"))
+
+
+def _steps_table(history: Sequence[StepRecord]) -> str:
+    rows = "".join(
+        f"<tr><td>{r.step}</td><td>{r.epoch}</td><td>{_num(r.train_score)}</td><td>{_num(r.val_score)}</td>"
+        f"<td>{_num(r.best_score)}</td><td>{_e(', '.join(sorted(r.changes)) if r.step else '-')}</td>"
+        f"<td>{_e('; '.join(_outcome(o) for o in r.optimizers))}</td></tr>" for r in history)
+    return ("<table class=\"steps\"><tr><th>step</th><th>epoch</th><th>train</th><th>validation</th>"
+            f"<th>best</th><th>params changed</th><th>optimizers</th></tr>{rows}</table>")
+
+
+def _changes(history: Sequence[StepRecord]) -> str:
+    """For each step, a diff of every param it changed against the value before the step."""
+    current: dict[str, Any] = {}
+    parts = []
+    for record in history:
+        if record.step == 0:
+            current.update(record.changes)
+            continue
+        for name in sorted(record.changes):
+            new = record.changes[name]
+            parts.append(f'<h3 class="change">step {record.step}: {_e(name)}</h3>'
+                         f"{_diff(name, current.get(name), new, record.step)}")
+            current[name] = new
+    return "".join(parts) or "<p>No step changed a parameter.</p>"
+
+
+def _diff(name: str, old: Any, new: Any, step: int) -> str:
+    """A unified diff of the two values' text (prompts and code as they are, other values as JSON)."""
+    before, after = _text(old), _text(new)
+    if "\n" not in before + after and len(before) + len(after) < 160:
+        return f'<pre><span class="del">- {_e(before)}</span>\n<span class="add">+ {_e(after)}</span></pre>'
+    lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="",
+                                      fromfile=f"{name} before step {step}", tofile=f"{name} after step {step}"))
+    if len(lines) > MAX_DIFF_LINES:
+        lines = lines[:MAX_DIFF_LINES] + [f"… {len(lines) - MAX_DIFF_LINES} more lines"]
+    styled = []
+    for line in lines:
+        kind = "hunk" if line.startswith(("@@", "---", "+++")) else \
+            "add" if line.startswith("+") else "del" if line.startswith("-") else ""
+        styled.append(f'<span class="{kind}">{_e(line)}</span>' if kind else _e(line))
+    return "<pre>" + "\n".join(styled) + "</pre>"
+
+
+def _rejections(history: Sequence[StepRecord]) -> str:
+    rows = []
+    for record in history:
+        for opt in record.optimizers:
+            if opt.rejected is not None:
+                rows.append(f'<tr class="rejected"><td>{record.step}</td><td>{_e(opt.name)}</td><td>rejected</td>'
+                            f"<td>{_e(', '.join(opt.rejected.params))}</td><td>{_num(opt.rejected.score_before)}"
+                            f" → {_num(opt.rejected.score_after)}</td><td>{_e(opt.rejected.reason)}</td></tr>")
+            elif opt.refused is not None:
+                rows.append(f'<tr class="rejected"><td>{record.step}</td><td>{_e(opt.name)}</td><td>refused'
+                            f"</td><td></td><td></td><td>{_e(opt.refused)}</td></tr>")
+    if not rows:
+        return "<p>Every proposal was kept.</p>"
+    return ("<table><tr><th>step</th><th>optimizer</th><th>outcome</th><th>params</th><th>score before → "
+            f"after</th><th>why</th></tr>{''.join(rows)}</table>")
+
+
+def _usage(history: Sequence[StepRecord]) -> str:
+    total = sum((r.usage for r in history), UsageTotals())
+    rows = "".join(f"<tr><td>{r.step}</td><td>{r.usage.calls}</td><td>{r.usage.cached_calls}</td>"
+                   f"<td>{r.usage.tokens}</td><td>{r.usage.cost:.4f}</td><td>{r.usage.evaluations}</td>"
+                   f"<td>{r.seconds:.1f}</td></tr>" for r in history)
+    seconds = sum(r.seconds for r in history)
+    return ("<table class=\"usage\"><tr><th>step</th><th>model calls</th><th>cached calls</th><th>tokens</th>"
+            f"<th>cost (USD)</th><th>evaluations</th><th>seconds</th></tr>{rows}<tr><th>total</th>"
+            f"<th>{total.calls}</th><th>{total.cached_calls}</th><th>{total.tokens}</th>"
+            f"<th>{total.cost:.4f}</th><th>{total.evaluations}</th><th>{seconds:.1f}</th></tr></table>")
 
 
 def _outcome(record: OptimizerRecord) -> str:
@@ -123,8 +199,21 @@ def _outcome(record: OptimizerRecord) -> str:
     return f"{record.name}: {', '.join(record.committed) or 'no change'}"
 
 
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, indent=1, sort_keys=True)
+
+
+def _is_json(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
 def _cut(text: str, limit: int) -> str:
-    text = " ".join(text.split()) if limit < 100 else text
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -25,13 +25,15 @@ import torch
 from graphopt.errors import BudgetExceeded, CheckpointError, OptimizerStepError, ParamValidationError
 from graphopt.feedback.backward import backward
 from graphopt.graph.module import Module
+from graphopt.graph.export import to_networkx
 from graphopt.graph.node import Node, Param
 from graphopt.graph.serialize import check_values
+from graphopt.graph.spans import span, tracing
 from graphopt.llm.ledger import Budget, budget as budget_block
 from graphopt.llm.redact import redact
 from graphopt.llm.registry import usage_ledger
 from graphopt.optim.optimizer import Optimizer, check_accept
-from graphopt.plugins.manager import PluginManager
+from graphopt.plugins.manager import PluginManager, get_plugin_manager
 from graphopt.train.cache import EvalCache
 from graphopt.train.checkpoint import Best, Checkpoint, Position, rng_state, set_rng_state
 from graphopt.train.data import Example, load_examples
@@ -40,7 +42,9 @@ from graphopt.train.history import (OptimizerRecord, Rejected, StepRecord, Usage
                                     write_history)
 from graphopt.train.identity import code_identity
 from graphopt.train.lock import PathLock, remove_stale_temporaries
+from graphopt.train.observe import Observers, RunInfo
 from graphopt.train.progress import Bar, Quiet, Reporter
+from graphopt.train.report import graph_data, recorded_changes, write_run_report
 from graphopt.train.result import TrainResult
 from graphopt.train.values import restore, snapshot, values_hash
 
@@ -66,6 +70,9 @@ class Trainer:
     before each run; the run stops with ``stopped="budget"``). ``on_step_error``: ``"skip"``
     records a failed step (rolled back) and goes on, ``"raise"`` stops with
     ``OptimizerStepError``. The checkpoint and history paths are locked while the run holds them.
+    ``report`` writes the run's HTML report there when it ends (see ``graphopt report``).
+    Observer plugins (``graphopt_run_start``/``step_end``/``run_end``, ``graphopt_span_tracer``)
+    of ``plugin_manager`` (default: the process-wide one) watch the run; they cannot steer it.
     """
 
     def __init__(self, workflow: Callable[..., Any] | Module, train: Data, *, metric: Metric,
@@ -80,7 +87,8 @@ class Trainer:
                  error_score: float = 0.0, target_key: str = "target",
                  accept: str | None = None, max_evaluations: int | None = None,
                  on_step_error: str = "skip", config: Mapping[str, Any] | None = None,
-                 plugin_manager: PluginManager | None = None) -> None:
+                 plugin_manager: PluginManager | None = None,
+                 report: str | os.PathLike[str] | None = None) -> None:
         _check_options(epochs=epochs, batch_size=batch_size, concurrency=concurrency, seed=seed,
                        patience=patience, min_delta=min_delta, eval_every=eval_every,
                        error_score=error_score, max_evaluations=max_evaluations,
@@ -109,6 +117,8 @@ class Trainer:
         self.checkpoint_path = Path(checkpoint) if checkpoint is not None else None
         self.history_path = Path(history) if history is not None else None
         self.resume_path = Path(resume) if resume is not None else None
+        self.report_path = Path(report) if report is not None else None
+        self.graph: dict[str, Any] | None = None  # one traced run, drawn in the report
         self.cache = cache if isinstance(cache, EvalCache) else EvalCache(cache)
         self.restore_best = restore_best
         self.config = dict(config) if config is not None else None
@@ -130,6 +140,8 @@ class Trainer:
         self._saved: Checkpoint | None = None
         self._by_id = {e.id: e for e in self.train_set}
         self._counted = UsageTotals()  # evaluations counted before this process (a resumed run)
+        self._observers: Observers | None = None
+        self._run: RunInfo | None = None
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -147,6 +159,8 @@ class Trainer:
             return self._fit()
 
     def _fit(self) -> TrainResult:
+        observers = Observers(self.plugin_manager or get_plugin_manager())
+        resumed = self.resume_path is not None
         if self.resume_path is not None:
             finished = self._load(self.resume_path)
             if finished is not None:
@@ -160,9 +174,13 @@ class Trainer:
             self.runner.max_evaluations = max(0, self.max_evaluations - self.usage.evaluations)
         meter = Budget()
         stopped = "completed"
+        run = self._run_info(resumed)
+        self._observers, self._run = observers, run
+        observers.notify("graphopt_run_start", run=run)
         self.reporter.start(self.total_steps, self.position.step)
         try:
             with contextlib.ExitStack() as stack:
+                stack.enter_context(tracing(observers.tracer(run)))
                 stack.enter_context(budget_block(meter))
                 if self.budget is not None:
                     stack.enter_context(budget_block(self.budget))
@@ -184,7 +202,24 @@ class Trainer:
             self._save(finished=stopped)
         if self.restore_best and self.best is not None:
             restore(self.params, self.best.values)
-        return self._result(stopped)
+        result = self._result(stopped)
+        if self.report_path is not None and self._saved is not None:
+            write_run_report(self.report_path, self._saved, title=f"graphopt run: {run.name}")
+        observers.notify("graphopt_run_end", run=run, result=result)
+        return result
+
+    def _run_info(self, resumed: bool) -> RunInfo:
+        options = {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
+                   "patience": self.patience, "eval_every": self.eval_every, "accept": self.accept,
+                   "train_examples": len(self.train_set), "val_examples": len(self.val_set),
+                   "max_evaluations": self.max_evaluations}
+        name = getattr(self.call, "__qualname__", None) or type(self.workflow).__name__
+        return RunInfo(name=name, params={n: p.kind.name for n, p in self.params.items()},
+                       values=snapshot(self.params), optimizers=tuple(o.name for o in self.optimizers),
+                       options=options, resumed=resumed, config=self.config,
+                       checkpoint=os.fspath(self.checkpoint_path) if self.checkpoint_path else None,
+                       history=os.fspath(self.history_path) if self.history_path else None,
+                       report=os.fspath(self.report_path) if self.report_path else None)
 
     @property
     def total_steps(self) -> int:
@@ -221,6 +256,8 @@ class Trainer:
         for opt in self.optimizers:
             opt.zero_feedback()
         runs = self.runner.forward(batch)
+        if self.graph is None and runs and isinstance(runs[0].output, Node):
+            self.graph = graph_data(to_networkx(runs[0].output))
         for run in runs:
             if isinstance(run.output, Node):
                 backward(run.output, run.feedback, plugin_manager=self.plugin_manager)
@@ -253,7 +290,8 @@ class Trainer:
         records = []
         for opt in self.optimizers:
             try:
-                committed = opt.step(evaluation)
+                with span("optimizer_step", opt.name, {"graphopt.step": self.position.step + 1}):
+                    committed = opt.step(evaluation)
             except BudgetExceeded:
                 raise
             except Exception as err:  # any failure of any optimizer undoes the whole step
@@ -307,24 +345,28 @@ class Trainer:
     def _record(self, record: StepRecord, meter: Budget, before: UsageTotals, started: float) -> None:
         spent = self._usage(meter) - before
         self.usage = self.usage + spent
-        record = record.model_copy(update={"usage": spent, "time": time.time(),
+        values = snapshot(self.params)
+        changes = recorded_changes(self._saved.params if self._saved is not None else None, values)
+        record = record.model_copy(update={"usage": spent, "time": time.time(), "changes": changes,
                                            "seconds": time.perf_counter() - started})
         self.history.append(record)
         if self.history_path is not None:
             append_history(self.history_path, record)
-        self._save()
+        self._save(values=values)
         self.reporter.update(record, self.usage)
+        if self._observers is not None:
+            self._observers.notify("graphopt_step_end", run=self._run, record=record)
 
-    def _checkpoint(self, finished: str | None = None) -> Checkpoint:
-        return Checkpoint(params=snapshot(self.params),
+    def _checkpoint(self, finished: str | None = None, values: dict[str, Any] | None = None) -> Checkpoint:
+        return Checkpoint(params=values if values is not None else snapshot(self.params), graph=self.graph,
                           kinds={n: p.kind.name for n, p in self.params.items()},
                           optimizers=[opt.state_dict() for opt in self.optimizers],
                           position=self.position.model_copy(deep=True), rng=rng_state(self.rng),
                           best=self.best, history=list(self.history), usage=self.usage,
                           finished=finished, config=self.config)
 
-    def _save(self, finished: str | None = None) -> None:
-        saved = self._checkpoint(finished)
+    def _save(self, finished: str | None = None, values: dict[str, Any] | None = None) -> None:
+        saved = self._checkpoint(finished, values)
         if self.checkpoint_path is not None:
             saved.save(self.checkpoint_path)
         self._saved = saved  # only once on disk: an interrupt mid-write rolls back to the previous one
@@ -388,6 +430,7 @@ class Trainer:
         self.history = list(saved.history)
         self.best = saved.best
         self.usage = saved.usage
+        self.graph = saved.graph
 
     def _result(self, stopped: str) -> TrainResult:
         scored = [r.val_score for r in self.history if r.val_score is not None]
