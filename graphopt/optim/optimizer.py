@@ -22,9 +22,10 @@ from graphopt.plugins.manager import PluginManager, get_plugin_manager
 
 ParamsArg = Any  # Param | TracedFunction | Module | iterable of those | list of group dicts
 
-ACCEPT_MODES = ("improve", "improve_val", "always")
-"""``accept`` values: keep a proposal not worse on the closure's examples; also not worse on the
-evaluation's whole pool (the trainer's validation set); or keep every valid proposal."""
+ACCEPT_MODES = ("improve", "better", "improve_val", "always")
+"""``accept`` values: keep a proposal not worse on the closure's examples; only a strictly better
+one (a tie keeps the current values); one also not worse on the evaluation's whole pool (the
+trainer's validation set); or every valid proposal."""
 
 GATED_KINDS = frozenset({"text", "code", "demos"})
 """Optimizers of these kinds write values no gradient vouches for: gated unless they say not."""
@@ -186,9 +187,10 @@ class Optimizer:
         before = self._current_score(closure)
         with assigned(values):
             after = _score_of(closure(), self)
-        if after == -math.inf or after < before:
-            return Rejection(f"proposal scored {after:.6g} on the step's examples, below the current "
-                             f"{before:.6g}", before, after, names), after
+        if after == -math.inf or after < before or (mode == "better" and after <= before):
+            relation = "below" if after < before or after == -math.inf else "no better than"
+            return Rejection(f"proposal scored {after:.6g} on the step's examples, {relation} the "
+                             f"current {before:.6g}", before, after, names), after
         if mode == "improve_val" and isinstance(closure, Evaluation) and closure.size:
             indices = list(range(closure.size))
             pool_before = _mean(closure.scores({}, indices))

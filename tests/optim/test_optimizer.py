@@ -189,7 +189,7 @@ def test_accept_always_keeps_a_worse_proposal_and_unknown_modes_are_refused(plug
     assert opt.step(closure) == {"p": "worse"}
     assert closure.calls == 0
     opt.accept = "sometimes"
-    with pytest.raises(ValueError, match="accept expects one of 'improve', 'improve_val', 'always', got 'sometimes'"):
+    with pytest.raises(ValueError, match="accept expects one of 'improve', 'better', 'improve_val', 'always', got 'sometimes'"):
         opt.step(closure)
 
 
@@ -254,3 +254,14 @@ def test_a_rejected_llm_proposal_is_not_remembered(plugin_manager):
     assert opt.memory == [] and p.value == "start"
     assert opt.last_step["committed"] == {} and "below the current" in opt.last_step["reason"]
     assert opt.last_step["rejected"] == {"before": 1.0, "after": 0.0, "params": ["p"]}
+
+
+def test_accept_better_keeps_the_current_values_on_a_tie(plugin_manager):
+    p = go.param("a", name="p")
+    opt = Scripted([p], ["tie", "up"], plugin_manager=plugin_manager)
+    opt.accept = "better"
+    closure = Counting(p, {"a": 0.5, "tie": 0.5, "up": 0.6})
+    assert opt.step(closure) == {} and "no better than the current 0.5" in opt.last_rejection.reason
+    assert opt.step(closure) == {"p": "up"}
+    plain = Scripted([go.param("a", name="p")], ["tie"], plugin_manager=plugin_manager)
+    assert plain.step(Counting(plain.params[0], {"a": 0.5, "tie": 0.5})) == {"p": "tie"}

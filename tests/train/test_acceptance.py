@@ -99,7 +99,7 @@ def test_improve_val_also_requires_no_loss_on_validation():
 
 def test_an_unknown_accept_mode_is_refused_naming_the_option():
     prompt, _, flow = prompt_flow()
-    with pytest.raises(ValueError, match="accept expects one of 'improve', 'improve_val', 'always', got 'yes'"):
+    with pytest.raises(ValueError, match="accept expects one of 'improve', 'better', 'improve_val', 'always', got 'yes'"):
         Trainer(flow, DATA, metric=score, optimizers=[Scripted([prompt], [])], accept="yes")
 
 
