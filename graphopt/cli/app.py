@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from graphopt.cli import cache, demo, evaluate, export, run, serve, show
+from graphopt.cli import cache, demo, evaluate, export, report, run, serve, show
 from graphopt.cli.errors import CliState, GraphoptGroup
 from graphopt.plugins.manager import PluginManager, get_plugin_manager
 
@@ -22,6 +22,7 @@ app.command()(run.run)
 app.command()(run.resume)
 app.command("eval")(evaluate.eval_command)
 app.command()(export.export)
+app.command()(report.report)
 app.command()(show.show)
 app.command("serve-local")(serve.serve_local)
 app.add_typer(cache.app, name="cache")

@@ -17,12 +17,12 @@ MAX_STEP_LABELS = 25
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About ``count`` round values covering ``low``..``high`` (steps of 1, 2 or 5 × 10^k)."""
+    """Round values covering ``low``..``high``, about ``count`` of them (steps of 1, 2 or 5 × 10^k)."""
     if high - low < 1e-12:
         low, high = low - 0.5, high + 0.5
     raw = (high - low) / max(1, count - 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = min((m * power for m in (1, 2, 5, 10)), key=lambda size: abs(math.log(size / raw)))
     first = math.floor(low / step) * step
     ticks = []
     value = first
