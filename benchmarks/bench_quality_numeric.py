@@ -182,32 +182,63 @@ def run_raw_tpe(problem: Problem, seed: int, budget: int, calls: Calls) -> None:
         study.tell(trial, calls(trial.params))
 
 
-def run_raw_tpe_from(problem: Problem, seed: int, budget: int, calls: Calls) -> None:
-    """Raw TPE whose first trial is graphopt's starting point: the very same suggestions."""
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
-    study.enqueue_trial({name: p.value for name, p in make_params(problem, seed).items()})
-    distributions = optuna_distributions(problem)
-    while calls.count < budget:
-        trial = study.ask(distributions)
-        study.tell(trial, calls(trial.params))
-
-
-def paired_overhead(problem: Problem, seeds: range, budget: int, repeats: int = 2) -> float:
-    """Median over seeds of CPU seconds of ``go-tpe-step`` over raw TPE making the same suggestions."""
+def paired_overhead(problem: Problem, seeds: range, budget: int) -> float:
+    """CPU seconds of ``opt.step(closure)`` over raw TPE making the very same suggestions (its
+    first trial enqueued at graphopt's starting point): whole runs in the order raw, graphopt,
+    graphopt, raw, so warm-up and a busy machine weigh on both alike; median over seeds."""
     ratios = []
+    distributions = optuna_distributions(problem)
     for seed in seeds:
-        times: dict[str, list[float]] = {"raw": [], "go": []}
-        for _ in range(repeats):
-            for label, method in (("raw", run_raw_tpe_from), ("go", None)):
-                calls = Calls(problem)
-                started = time.process_time()
-                if method is None:
-                    run_go_step("go-tpe-step", problem, seed, budget, calls)
-                else:
-                    method(problem, seed, budget, calls)
-                times[label].append(time.process_time() - started)
-        ratios.append(min(times["go"]) / min(times["raw"]))
+        start = {name: p.value for name, p in make_params(problem, seed).items()}
+        spent = {"raw": 0.0, "go": 0.0}
+        seen: dict[str, list[float]] = {}
+        for label in ("raw", "go", "go", "raw"):
+            calls = Calls(problem)
+            started = time.thread_time()
+            if label == "raw":
+                study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+                study.enqueue_trial(start)
+                while calls.count < budget:
+                    trial = study.ask(distributions)
+                    study.tell(trial, calls(trial.params))
+            else:
+                run_go_step("go-tpe-step", problem, seed, budget, calls)
+            spent[label] += time.thread_time() - started
+            seen.setdefault(label, calls.values)
+        if seen["raw"] != seen["go"]:
+            raise AssertionError(f"{problem.name} seed {seed}: graphopt and raw TPE diverged")
+        ratios.append(spent["go"] / spent["raw"])
     return statistics.median(ratios)
+
+
+def graphopt_share(problem: Problem, seeds: range, budget: int) -> float:
+    """Time ``opt.step(closure)`` spends outside Optuna's ask and tell and the objective, over
+    the time in ask and tell: graphopt's own cost per trial, measured within each run."""
+    shares = []
+    for seed in seeds:
+        params = make_params(problem, seed)
+        listed = list(params.values())
+        opt = go.optimizer("optuna", listed, objectives={"value": "minimize"}, seed=seed)
+        inside = {"optuna": 0.0, "objective": 0.0}
+        study_ask, study_tell = opt.study.ask, opt.study.tell
+
+        def timed(function: Callable[..., Any], part: str) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                started = time.thread_time()
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    inside[part] += time.thread_time() - started
+            return call
+
+        opt.study.ask, opt.study.tell = timed(study_ask, "optuna"), timed(study_tell, "optuna")
+        objective = timed(lambda: problem.function(current(params)), "objective")
+        started = time.thread_time()
+        for _ in range(budget):
+            opt.step(objective)
+        total = time.thread_time() - started
+        shares.append((total - inside["optuna"] - inside["objective"]) / inside["optuna"])
+    return statistics.median(shares)
 
 
 def run_go_step(method: str, problem: Problem, seed: int, budget: int, calls: Calls) -> None:
@@ -255,14 +286,14 @@ def supports(method: str, problem: Problem) -> bool:
 def run(method: str, problem: Problem, seed: int, budget: int) -> Result:
     calls = Calls(problem)
     # CPU time of this process: on a shared machine wall time measures the neighbours.
-    started = time.process_time()
+    started = time.thread_time()
     if method == "raw-tpe":
         run_raw_tpe(problem, seed, budget, calls)
     elif method == "go-tpe-optimize":
         run_go_optimize(problem, seed, budget, calls)
     else:
         run_go_step(method, problem, seed, budget, calls)
-    seconds = time.process_time() - started
+    seconds = time.thread_time() - started
     if calls.count > budget:  # a step may overshoot; time the calls within the budget only
         seconds *= budget / calls.count
     return Result(calls, seconds, budget)
@@ -314,7 +345,8 @@ def evaluate_all(functions: list[str], methods: list[str], seeds: range, budget:
                 if "raw-tpe" in results else None
             row["distinct_per_call"] = statistics.mean(r.distinct / r.calls for r in runs)
             if method == "go-tpe-step":
-                row["overhead_same_suggestions"] = paired_overhead(problem, seeds[:5], budget)
+                row["overhead_same_suggestions"] = paired_overhead(problem, seeds, budget)
+                row["graphopt_share"] = graphopt_share(problem, seeds, budget)
             rows[method] = row
         figures["functions"][function] = rows
     return figures
@@ -324,7 +356,7 @@ def table(figures: dict[str, Any]) -> str:
     budgets = figures["budgets"]
     header = ["function", "method"] + [f"regret@{b} median [IQR]" for b in budgets] \
         + [f"p@{b} vs raw" for b in budgets] + ["ms/call", "× raw", "× raw, same suggestions",
-                                                "distinct/calls"]
+                                                "graphopt's own share", "distinct/calls"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for function, rows in figures["functions"].items():
         for method, row in rows.items():
@@ -334,9 +366,10 @@ def table(figures: dict[str, Any]) -> str:
                 cells.append(f"{r['median']:.3g} [{r['q1']:.3g}, {r['q3']:.3g}]")
             cells += [f"{row[f'p@{b}']:.2f}" if f"p@{b}" in row else "" for b in budgets]
             overhead = row["overhead_vs_raw"]
-            same = row.get("overhead_same_suggestions")
+            same, share = row.get("overhead_same_suggestions"), row.get("graphopt_share")
             cells += [f"{row['ms_per_call']:.2f}", f"{overhead:.2f}" if overhead else "",
-                      f"{same:.3f}" if same else "", f"{row['distinct_per_call']:.2f}"]
+                      f"{same:.3f}" if same else "", f"{share:.1%}" if share is not None else "",
+                      f"{row['distinct_per_call']:.2f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -38,6 +38,13 @@ class Evaluation(Protocol):
         """One score (higher is better) per example index, with ``values`` assigned meanwhile."""
 
 
+def is_evaluation(closure: Any) -> bool:
+    """``isinstance(closure, Evaluation)`` at the cost of two attribute lookups: a
+    ``runtime_checkable`` protocol's own check walks the protocol's members on every call
+    (about 0.1 ms in Python 3.11), too slow for a search optimizer's every step."""
+    return hasattr(closure, "scores") and hasattr(closure, "size")
+
+
 class EvaluationMemo:
     """Results by (parameter values, example), bounded, with counts of real runs.
 
@@ -99,17 +106,16 @@ def point_key(values: Mapping[Param, Any], names: Mapping[Param, str], example: 
     """A digest of ``values`` (by parameter name: its JSON form, tensors by their bytes) and
     ``example``: equal for equal values, whatever their order."""
     digest = hashlib.sha256()
+    plain = []
     for name, target in sorted((names[p], p) for p in values):
         value = values[target]
-        digest.update(name.encode() + b"\0")
         if isinstance(value, torch.Tensor):
             tensor = value.detach().cpu().contiguous()
-            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(f"{name}\0{tensor.dtype}{tuple(tensor.shape)}\0".encode())
             digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
         else:
-            digest.update(json.dumps(target.kind.to_json(value), sort_keys=True).encode())
-        digest.update(b"\1")
-    digest.update(str(example).encode())
+            plain.append([name, target.kind.to_json(value)])
+    digest.update(json.dumps([plain, example], sort_keys=True).encode())
     return digest.hexdigest()[:32]
 
 
@@ -156,7 +162,7 @@ def as_evaluation(closure: Callable[[], Any] | None, *, memo: EvaluationMemo | N
                   names: Mapping[Param, str] | None = None) -> Evaluation | None:
     """``closure`` itself if it is an ``Evaluation``, else wrapped (scoring through ``memo``,
     keyed by ``names``, when given); ``None`` stays ``None``."""
-    if closure is None or isinstance(closure, Evaluation):
+    if closure is None or is_evaluation(closure):
         return closure
     return ClosureEvaluation(closure, memo=memo, names=names)
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 
 from graphopt.errors import OptimizerStepError
 from graphopt.graph.node import Param
-from graphopt.optim.evaluation import Evaluation, EvaluationMemo, current_values, point_key
+from graphopt.optim.evaluation import EvaluationMemo, current_values, is_evaluation, point_key
 from graphopt.optim.objective import distinct_feedback, mean_score, to_loss
 from graphopt.optim.optimizer import Optimizer, ParamsArg
 from graphopt.plugins.manager import PluginManager, hookimpl
@@ -48,7 +48,7 @@ class RandomSearch(Optimizer):
 
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
         score = mean_score(distinct_feedback(self.params))
-        if score is None and isinstance(closure, Evaluation):
+        if score is None and is_evaluation(closure):
             score = self._score(closure)  # a trainer's: its examples change, its cache keeps runs
         elif score is None and closure is not None:
             score = self.memo.run(point_key(current_values(self.params), self.param_names),

@@ -21,7 +21,7 @@ from graphopt.errors import OptimizerStepError
 from graphopt.graph.kinds import SpaceKind
 from graphopt.graph.node import Param
 from graphopt.graph.space import Int
-from graphopt.optim.evaluation import Evaluation, EvaluationMemo, point_key
+from graphopt.optim.evaluation import EvaluationMemo, is_evaluation, point_key
 from graphopt.optim.objective import to_loss
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager, hookimpl
@@ -131,7 +131,7 @@ class SPSA(Optimizer):
                                          f"{loss!r}; nothing changed", optimizer=self)
             return loss
 
-        if isinstance(closure, Evaluation):  # a trainer's: its examples change, its cache keeps runs
+        if is_evaluation(closure):  # a trainer's: its examples change, its cache keeps runs
             return run()
         everything = {p: values.get(p, p.value) for p in self.params}
         return self.memo.run(point_key(everything, self.param_names), run)

@@ -107,3 +107,12 @@ def test_a_closure_evaluation_without_a_memo_runs_every_time():
 def test_a_memo_needs_names_to_key_candidates():
     with pytest.raises(ValueError, match="needs the params' names"):
         ClosureEvaluation(lambda: 0.0, memo=EvaluationMemo())
+
+
+def test_is_evaluation_agrees_with_the_protocol():
+    from graphopt.optim.evaluation import Evaluation, is_evaluation
+
+    k, _ = make_params()
+    closure = ClosureEvaluation(lambda: 0.0)
+    for candidate in (closure, lambda: 0.0, None, 3.0, EvaluationMemo()):
+        assert is_evaluation(candidate) == isinstance(candidate, Evaluation)

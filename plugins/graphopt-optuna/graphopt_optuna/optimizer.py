@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from graphopt.errors import OptimizerStepError, ParamValidationError
 from graphopt.feedback.feedback import Feedback
 from graphopt.graph.node import Node, Param
-from graphopt.optim.evaluation import Evaluation, EvaluationMemo, current_values, point_key
+from graphopt.optim.evaluation import EvaluationMemo, current_values, is_evaluation, point_key
 from graphopt.optim.objective import distinct_feedback, mean_score
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager
@@ -142,7 +142,7 @@ class OptunaOptimizer(Optimizer):
     def _objective_values(self, closure: Callable[[], Any] | None) -> dict[str, float] | None:
         if closure is None:
             values: dict[str, float] = {}
-        elif isinstance(closure, Evaluation):  # a trainer's: its examples change, its cache keeps runs
+        elif is_evaluation(closure):  # a trainer's: its examples change, its cache keeps runs
             values = self._closure_values(closure())
         else:
             key = point_key(current_values(self.params), self.param_names)
