@@ -104,7 +104,8 @@ class SPSA(Optimizer):
                 delta = [torch.randint(0, 2, t.shape, generator=self.generator, dtype=torch.int64)
                          .to(dtype=t.dtype, device=t.device) * 2 - 1 for t in theta]
                 probe = [t + max(c_k, _least_probe(p)) * d for p, t, d in zip(params, theta, delta)]
-                losses = [self._loss(closure, params, theta), self._loss(closure, params, probe)]
+                losses = [self._loss(closure, params, theta, originals),
+                          self._loss(closure, params, probe, originals)]
                 tracks[index] = track.advance(params, losses, c_k, delta, group, k)
                 for target, t in zip(params, tracks[index].theta):
                     proposal[target] = _decode(target, t)
@@ -115,12 +116,14 @@ class SPSA(Optimizer):
         self.iteration += 1
         return proposal
 
-    def _loss(self, closure: Callable[[], Any], params: list[Param], coordinates: list[torch.Tensor]
-              ) -> float:
+    def _loss(self, closure: Callable[[], Any], params: list[Param], coordinates: list[torch.Tensor],
+              originals: Mapping[Param, Any]) -> float:
+        """The loss with ``params`` at ``coordinates`` and every other param as it was."""
         values = {target: _decode(target, t) for target, t in zip(params, coordinates)}
+        everything = {p: values[p] if p in values else originals[p] for p in self.params}
 
         def run() -> float:
-            for target, value in values.items():
+            for target, value in everything.items():
                 _set(target, value)
             try:
                 loss = to_loss(closure())
@@ -133,7 +136,6 @@ class SPSA(Optimizer):
 
         if is_evaluation(closure):  # a trainer's: its examples change, its cache keeps runs
             return run()
-        everything = {p: values.get(p, p.value) for p in self.params}
         return self.memo.run(point_key(everything, self.param_names), run)
 
     # -- state --------------------------------------------------------------------------------

@@ -175,3 +175,18 @@ def test_spsa_refuses_a_non_finite_loss_and_changes_nothing(plugin_manager):
     with pytest.raises(go.OptimizerStepError, match="non-finite loss"):
         opt.step(lambda: float("nan"))
     assert x.value == 1.0 and opt.iteration == 0
+
+
+def test_spsa_probes_one_group_with_the_other_groups_at_their_values(plugin_manager):
+    x = go.param(0.5, name="x", space=go.Float(0.0, 1.0))
+    y = go.param(0.5, name="y", space=go.Float(0.0, 1.0))
+    opt = go.optimizer("spsa", [{"params": [x]}, {"params": [y]}], seed=0, plugin_manager=plugin_manager)
+    seen = []
+
+    def closure():
+        seen.append((x.value, y.value))
+        return (x.value - 0.2) ** 2 + (y.value - 0.7) ** 2
+
+    opt.step(closure)
+    probes_of_y = seen[2:]  # the first two runs probe x's group
+    assert all(point[0] == 0.5 for point in probes_of_y)
