@@ -87,12 +87,13 @@ def graphopt_step_end(run: Any, record: Any) -> None:
 
 
 @hookspec
-def graphopt_run_end(run: Any, result: Any) -> None:
-    """Called by the trainer when a run finishes (completed, early stop, budget spent).
+def graphopt_run_end(run: Any, result: Any, error: BaseException | None) -> None:
+    """Called by the trainer once when a run ends, however it ends.
 
-    ``result`` is the ``graphopt.train.result.TrainResult``; the checkpoint and the report named
-    in ``run`` are written by then. Not called when the run stops by an exception. Results are
-    ignored; failures warn once.
+    A finished run (completed, early stop, budget spent) gives ``result``, the
+    ``graphopt.train.result.TrainResult``, and ``error=None``; the checkpoint and the report named
+    in ``run`` are written by then. A run stopped by an exception (or Ctrl-C) gives
+    ``result=None`` and the exception, which then propagates. Results are ignored; failures warn once.
     """
 
 

@@ -189,12 +189,14 @@ class Trainer:
             stopped = "budget"
             if self._saved is not None:
                 self._restore_saved(self._saved)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             if self._saved is not None:
                 self._restore_saved(self._saved)
+            observers.notify("graphopt_run_end", run=run, result=None, error=err)
             raise
         except Exception as err:
             self._record_failure(err)
+            observers.notify("graphopt_run_end", run=run, result=None, error=err)
             raise
         finally:
             self.reporter.stop()
@@ -205,7 +207,7 @@ class Trainer:
         result = self._result(stopped)
         if self.report_path is not None and self._saved is not None:
             write_run_report(self.report_path, self._saved, title=f"graphopt run: {run.name}")
-        observers.notify("graphopt_run_end", run=run, result=result)
+        observers.notify("graphopt_run_end", run=run, result=result, error=None)
         return result
 
     def _run_info(self, resumed: bool) -> RunInfo:

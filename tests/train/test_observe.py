@@ -127,3 +127,25 @@ def test_a_span_tracer_that_raises_warns_once_and_the_run_goes_on(scripted: Modu
         result = trainer.fit()
     assert result.steps > 0
     assert len([w for w in caught if "faulty-spans" in str(w.message)]) == 1
+
+
+def test_a_run_stopped_by_an_error_still_ends_for_observers(scripted: ModuleType, tmp_path: Path) -> None:
+    class Ends:
+        def __init__(self) -> None:
+            self.ends: list[tuple[Any, BaseException | None]] = []
+
+        @hookimpl
+        def graphopt_run_end(self, run: RunInfo, result: Any, error: BaseException | None) -> None:
+            self.ends.append((result, error))
+
+    def failing_metric(example: Any, prediction: Any) -> Any:
+        raise KeyboardInterrupt  # what Ctrl-C does mid-run
+
+    trainer, _, _ = scripted.build(tmp_path / "cache", epochs=1)
+    trainer.metric = trainer.runner.metric = failing_metric
+    ends = Ends()
+    trainer.plugin_manager.register(ends, name="ends")
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert len(ends.ends) == 1 and ends.ends[0][0] is None
+    assert isinstance(ends.ends[0][1], KeyboardInterrupt)
