@@ -12,6 +12,7 @@ from rich.table import Table
 
 from graphopt.cli.runconfig import load_metric, load_workflow
 from graphopt.graph.serialize import atomic_write_bytes, read_values
+from graphopt.llm.config import load_settings
 from graphopt.train.evaluation import EvaluationResult, evaluate
 from graphopt.train.values import restore
 
@@ -24,7 +25,10 @@ def eval_command(workflow: str = typer.Argument(..., help="path/to/file.py:name 
                  values: str = typer.Option("best", help="from a checkpoint: 'best' or 'last' values"),
                  concurrency: int = typer.Option(4, min=1, help="examples run at once"),
                  eval_cache: Optional[Path] = typer.Option(
-                     None, help="evaluation cache directory (outcomes kept across runs)"),
+                     None, help="evaluation cache directory (default: graphopt's, as 'graphopt "
+                                "cache stats' shows it)"),
+                 no_eval_cache: bool = typer.Option(False, "--no-eval-cache",
+                                                    help="run every example, keep nothing"),
                  target_key: str = typer.Option("target", help="the target's field in each row"),
                  output: Optional[Path] = typer.Option(None, "--output", "-o",
                                                        help="write the result as JSON here")) -> None:
@@ -32,8 +36,9 @@ def eval_command(workflow: str = typer.Argument(..., help="path/to/file.py:name 
     found, named = load_workflow(workflow)
     if params is not None:
         restore(named, read_values(params, values=values))
-    result = evaluate(found, str(data), load_metric(metric), concurrency=concurrency,
-                      cache=eval_cache, target_key=target_key)
+    cache = None if no_eval_cache else eval_cache or load_settings().cache_dir / "eval"
+    result = evaluate(found, str(data), load_metric(metric), concurrency=concurrency, cache=cache,
+                      target_key=target_key)
     console = Console()
     console.print(result_table(result))
     console.print(escape(result.summary()))

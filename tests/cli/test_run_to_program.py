@@ -110,6 +110,14 @@ def test_eval_prints_a_table_and_writes_json_for_the_run_values(project):
     assert "6 examples, mean score" in done.output and "r5" in done.output
 
 
+def test_eval_keeps_outcomes_in_graphopts_evaluation_cache_unless_told_not_to(project):
+    args = ("eval", "flow.py:Shifter", "--data", "train.jsonl", "--metric", "flow.py:closeness")
+    assert "0 from the cache" in invoke(*args).output
+    assert "6 from the cache" in invoke(*args).output
+    assert (project / "xdg" / "graphopt" / "eval").is_dir()
+    assert "0 from the cache" in invoke(*args, "--no-eval-cache").output
+
+
 def test_eval_shows_errors_in_the_table(project):
     (project / "bad.jsonl").write_text(json.dumps({"id": "x", "input": {"x": 99}, "target": 1}) + "\n")
     done = invoke("eval", "flow.py:Shifter", "--data", "bad.jsonl", "--metric", "flow.py:closeness")
