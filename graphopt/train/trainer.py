@@ -216,6 +216,7 @@ class Trainer:
                    "train_examples": len(self.train_set), "val_examples": len(self.val_set),
                    "max_evaluations": self.max_evaluations}
         name = getattr(self.call, "__qualname__", None) or type(self.workflow).__name__
+        name = name.rpartition("<locals>.")[2]  # a workflow defined in a function: its own name
         return RunInfo(name=name, params={n: p.kind.name for n, p in self.params.items()},
                        values=snapshot(self.params), optimizers=tuple(o.name for o in self.optimizers),
                        options=options, resumed=resumed, config=self.config,
