@@ -410,7 +410,7 @@ BAD_OPTIONS = {"patience=-1": {"patience": -1}, "patience=0": {"patience": 0},
                "concurrency=0": {"concurrency": 0}, "error_score=nan": {"error_score": float("nan")},
                "max_evaluations=-3": {"max_evaluations": -3}, "seed='1'": {"seed": "1"},
                "restore_best='yes'": {"restore_best": "yes"}, "quiet=1": {"quiet": 1},
-               "accept='better'": {"accept": "better"}, "on_step_error=None": {"on_step_error": None}}
+               "accept='sometimes'": {"accept": "sometimes"}, "on_step_error=None": {"on_step_error": None}}
 
 
 @pytest.mark.parametrize("options", list(BAD_OPTIONS.values()), ids=list(BAD_OPTIONS))
