@@ -64,7 +64,8 @@ class Trainer:
 
     ``accept`` is the acceptance gate of gated optimizers (LLM, evolution, fewshot: see
     ``Optimizer``): ``"improve"`` keeps a proposal only if it scores no worse than the current
-    values on the step's minibatch, ``"improve_val"`` also on the validation set, ``"always"``
+    values on the step's minibatch, ``"better"`` only if it scores higher there (a tie keeps the
+    current values), ``"improve_val"`` also not worse on the validation set, ``"always"``
     keeps every valid proposal; ``None`` leaves each optimizer's own ``accept`` (``"improve"``
     unless set). ``max_evaluations`` caps the real runs of the workflow (reserved
     before each run; the run stops with ``stopped="budget"``). ``on_step_error``: ``"skip"``
@@ -375,13 +376,18 @@ class Trainer:
         self._saved = saved  # only once on disk: an interrupt mid-write rolls back to the previous one
 
     def _record_failure(self, err: Exception) -> None:
-        """Roll back to the last complete step and write it with the error that stopped the run."""
-        if self._saved is not None:
-            self._restore_saved(self._saved)
-        saved = self._saved or self._checkpoint()
-        if self.checkpoint_path is not None:
-            error = redact(f"{type(err).__name__}: {err}")  # the file outlives the process: no keys
-            saved.model_copy(update={"error": error}).save(self.checkpoint_path)
+        """Roll back to the last complete step and write it with the error that stopped the run;
+        a failure to do so is noted on ``err``, which stays the error the caller sees."""
+        try:
+            if self._saved is not None:
+                self._restore_saved(self._saved)
+            saved = self._saved or self._checkpoint()
+            if self.checkpoint_path is not None:
+                error = redact(f"{type(err).__name__}: {err}")  # the file outlives the process: no keys
+                saved.model_copy(update={"error": error}).save(self.checkpoint_path)
+        except Exception as failed:
+            err.add_note(f"graphopt could not record this failure in the checkpoint: "
+                         f"{type(failed).__name__}: {failed}")
 
     def _load(self, path: Path) -> str | None:
         saved = Checkpoint.load(path)
