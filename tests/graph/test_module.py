@@ -136,3 +136,14 @@ def test_a_list_grown_after_assignment_is_named_on_the_next_walk():
     agent.planner.tools.append(extra)
     assert dict(agent.named_parameters())["planner.tools.1"] is extra
     assert extra.name == "planner.tools.1"
+
+
+def test_load_names_the_file_and_both_accepted_formats(tmp_path):
+    (tmp_path / "other.json").write_text('{"format": "something/1"}')
+    with pytest.raises(go.ParamValidationError, match="expected 'graphopt.params/1' or a "
+                                                      "'graphopt.checkpoint/1' checkpoint"):
+        Agent().load(tmp_path / "other.json")
+    with pytest.raises(go.ParamValidationError, match="missing.json: cannot read parameter values"):
+        Agent().load(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="values expects 'best' or 'last'"):
+        Agent().load(tmp_path / "other.json", values="worst")
