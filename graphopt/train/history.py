@@ -34,9 +34,15 @@ class UsageTotals(BaseModel):
     calls: int = Field(default=0, ge=0)
     cached_calls: int = Field(default=0, ge=0)
     tokens: int = Field(default=0, ge=0)
-    cost: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    cost: float = Field(default=0.0, ge=0.0)
     evaluations: int = Field(default=0, ge=0)
     distinct_points: int = Field(default=0, ge=0)
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _finite_cost(cls, cost: Any) -> Any:
+        # A provider's NaN or infinite price must not stop the run or poison the files.
+        return 0.0 if isinstance(cost, float) and not math.isfinite(cost) else cost
 
     def __add__(self, other: UsageTotals) -> UsageTotals:
         return UsageTotals(**{f: getattr(self, f) + getattr(other, f) for f in type(self).model_fields})
