@@ -33,6 +33,7 @@ demo: venv
 	$(BIN)/graphopt demo
 
 docs: venv
+	$(BIN)/python docs/gen_reference.py
 	$(BIN)/mkdocs build -f docs/mkdocs.yml --strict
 
 bench: venv
