@@ -62,7 +62,7 @@ class Trainer:
     better, a loss alone counts as its negation; a metric that raises, or gives NaN or an
     infinite number, scores that example ``error_score``. Each optimizer owns its own parameters.
 
-    ``accept`` is the acceptance gate of gated optimizers (LLM, evolution, fewshot: see
+    ``accept`` is the acceptance gate of gated optimizers (LLM optimizers, fewshot: see
     ``Optimizer``): ``"improve"`` keeps a proposal only if it scores no worse than the current
     values on the step's minibatch, ``"better"`` only if it scores higher there (a tie keeps the
     current values), ``"improve_val"`` also not worse on the validation set, ``"always"``
