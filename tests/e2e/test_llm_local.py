@@ -93,6 +93,21 @@ def test_structured_reply_through_constrained_decoding(local: Client) -> None:
     assert isinstance(answer, City) and answer.city and answer.country
 
 
+class Essay(BaseModel):
+    title: str
+    essay: str
+
+
+@pytest.mark.parametrize("max_tokens", [16, 40])
+def test_constrained_reply_closes_its_json_within_max_tokens(local: Client, max_tokens: int) -> None:
+    # Asked for a long essay in a small budget, the model would write inside "essay" until the
+    # budget ran out; the decoder closes the value in time instead.
+    reply = local.complete("Write a very long essay about the sea, in JSON.", max_tokens=max_tokens,
+                           response_format=Essay, cache=False)
+    assert reply.usage.completion_tokens <= max_tokens
+    assert Essay.model_validate_json(reply.text).title
+
+
 def test_litellm_completion_sync_async_and_streaming(litellm: Any) -> None:
     response = litellm.completion(model="local/smollm2", messages=QUESTION, max_tokens=12)
     assert response.model == "local/smollm2"

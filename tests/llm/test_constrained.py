@@ -15,7 +15,7 @@ from lmformatenforcer import JsonSchemaParser, TokenEnforcer, TokenEnforcerToken
 
 import graphopt as go
 from graphopt.llm.local.constrained import (
-    _AllowedTokens, _TokenTexts, shortest_completion,
+    _AllowedTokens, _TokenTexts, closing_text,
 )
 from graphopt.optim.suggest import reply_schema
 
@@ -84,12 +84,23 @@ def test_closing_is_not_forced_while_there_is_room() -> None:
     ('{"reasoning": "a\\', '""}'),
     ('{"reas', 'oning":""}'),
 ])
-def test_shortest_completion_closes_strings_objects_and_required_keys(prefix: str, closing: str) -> None:
+def test_closing_text_closes_strings_objects_and_required_keys(prefix: str, closing: str) -> None:
     parser = JsonSchemaParser(schema())
     for char in prefix:
         parser = parser.add_character(char)
-    assert shortest_completion(parser) == closing
+    assert closing_text(parser) == closing
     assert json.loads(prefix + closing)["reasoning"] is not None
+
+
+def test_closing_text_writes_the_required_keys_still_missing() -> None:
+    # Two required strings: from inside the first, closing means writing the second too. A
+    # breadth-first search over every character a string may hold never got that far.
+    essay = {"type": "object", "required": ["title", "essay"],
+             "properties": {"title": {"type": "string"}, "essay": {"type": "string"}}}
+    parser = JsonSchemaParser(essay)
+    for char in '{\n  "title": "The Sea':
+        parser = parser.add_character(char)
+    assert closing_text(parser) == '","essay":""}'
 
 
 def test_schema_bounds_strings_by_the_params_limit_and_the_token_budget() -> None:

@@ -9,7 +9,6 @@ the value, so every reply is complete JSON.
 
 from __future__ import annotations
 
-import collections
 import functools
 import threading
 from typing import Any, Callable
@@ -89,32 +88,47 @@ _CLOSERS = '"}],:0n[{'
 _FEW = 4
 
 
-def shortest_completion(parser: Any, *, max_chars: int = 96, max_states: int = 4_000) -> str | None:
-    """The shortest text that takes ``parser`` (a lm-format-enforcer character parser) to a
-    state that can end, searched breadth-first over closing characters; ``None`` if not found."""
-    if parser.can_end():
-        return ""
-    frontier: collections.deque[tuple[Any, str]] = collections.deque([(parser, "")])
-    explored = 0
-    while frontier and explored < max_states:
-        state, text = frontier.popleft()
-        explored += 1
+def _rank(char: str) -> tuple[int, str]:
+    place = _CLOSERS.find(char)
+    return (place if place >= 0 else len(_CLOSERS) + char.isspace(), char)
+
+
+def closing_text(parser: Any, *, max_chars: int = 96, max_states: int = 2_000) -> str | None:
+    """A short text that takes ``parser`` (a lm-format-enforcer character parser) to a state
+    that can end, or ``None`` if none is found within ``max_chars`` and ``max_states``.
+
+    Depth-first, closing characters first: inside a string that is its closing quote, at a value
+    the shortest value (``""``, ``0``, ``[]``), then ``,``/``}``. Where the parser allows only a
+    few characters (a key's letters, a literal), each is tried. The search never adds content
+    to a string, so it is not lost among all the characters a string may hold.
+    """
+    states = max_states
+
+    def search(state: Any, text: str) -> str | None:
+        nonlocal states
+        if state.can_end():
+            return text
+        if len(text) >= max_chars or states <= 0:
+            return None
+        states -= 1
         allowed = state.get_allowed_characters()
-        chars = allowed if len(allowed) <= _FEW else [c for c in _CLOSERS if c in allowed]
+        chars = sorted(allowed, key=_rank) if len(allowed) <= _FEW else [
+            c for c in _CLOSERS if c in allowed]
         for char in chars:
             try:
                 following = state.add_character(char)
             except Exception:  # a character the parser advertised but refuses: skip it
                 continue
-            if following.can_end():
-                return text + char
-            if len(text) + 1 < max_chars:
-                frontier.append((following, text + char))
-    return None
+            found = search(following, text + char)
+            if found is not None:
+                return found
+        return None
+
+    return search(parser, "")
 
 
 class _TokenTexts:
-    """Token ids by their text, to find the tokens that spell the start of a closing string."""
+    """Token ids by their text, to spell a closing text in as few tokens as the vocabulary allows."""
 
     __slots__ = ("by_text", "longest")
 
@@ -125,19 +139,30 @@ class _TokenTexts:
                 self.by_text.setdefault(text, []).append(token_id)
         self.longest = max((len(t) for t in self.by_text), default=1)
 
-    def spelling(self, text: str) -> list[int]:
-        """Ids of the tokens whose text is a non-empty prefix of ``text``."""
-        return [i for k in range(1, min(len(text), self.longest) + 1)
+    def prefixes(self, text: str) -> list[int]:
+        """Ids of the tokens whose text is a non-empty prefix of ``text``, longest first."""
+        return [i for k in range(min(len(text), self.longest), 0, -1)
                 for i in self.by_text.get(text[:k], ())]
+
+    def count(self, text: str) -> int:
+        """Tokens needed to write ``text`` taking the longest token each time (one a character
+        at worst)."""
+        needed = position = 0
+        while position < len(text):
+            step = next((k for k in range(min(len(text) - position, self.longest), 0, -1)
+                         if text[position:position + k] in self.by_text), 1)
+            position += step
+            needed += 1
+        return needed
 
 
 class _AllowedTokens:
     """``prefix_allowed_tokens_fn`` for ``generate``: the tokens the parser accepts next.
 
-    Near the end of ``max_new_tokens`` it looks for the shortest text that closes the value;
-    once the tokens left are barely enough to write it (one character a token at worst, then the
-    end), only tokens spelling its start are allowed, so the reply is complete JSON when the
-    budget runs out instead of a cut string.
+    Near the end of ``max_new_tokens`` it finds a short text that closes the value; once the
+    tokens left are just enough to write it (longest tokens first, then the end), the next token
+    is the longest one spelling its start, so the reply is complete JSON when the budget runs
+    out instead of a cut string.
     """
 
     __slots__ = ("enforcer", "texts", "width", "max_new_tokens", "eos", "forced")
@@ -158,15 +183,16 @@ class _AllowedTokens:
         if left > CLOSE_HORIZON or not self.max_new_tokens:
             return allowed
         parser = self.enforcer.prefix_states[tuple(tokens)].parser
-        closing = shortest_completion(parser)
-        if closing is None or len(closing) + 2 < left:
+        closing = closing_text(parser)
+        # One token spare beyond the closing text and the end: the longest token may be refused.
+        if closing is None or self.texts.count(closing) + 2 < left:
             return allowed
         self.forced += 1
         if not closing:
             return [self.eos]
         permitted = set(allowed)
-        toward = [i for i in self.texts.spelling(closing) if i in permitted]
-        return toward or allowed
+        toward = [i for i in self.texts.prefixes(closing) if i in permitted]
+        return toward[:1] or allowed
 
 
 def allowed_tokens_fn(tokenizer: Any, schema: dict[str, Any] | None, *, width: int = 0,
