@@ -24,13 +24,20 @@ from graphopt.train.report_layout import graph_svg
 
 MAX_KEPT_CHARS = 20_000  # a changed value larger than this (as JSON) is recorded by description
 MAX_DIFF_LINES = 80
+MAX_DRAWN_NODES = 400
 
 __all__ = ["graph_data", "graph_from_data", "recorded_changes", "render_report", "write_report",
            "write_run_report", "graph_svg", "history_svg"]
 
 
 def graph_data(graph: nx.DiGraph) -> dict[str, Any]:
-    """A traced graph (``to_networkx``) as JSON data: nodes with their attributes, edges with ``arg``."""
+    """A traced graph (``to_networkx``) as JSON data: nodes with their attributes, edges with ``arg``.
+
+    A graph of more than ``MAX_DRAWN_NODES`` nodes is kept as its size only: the checkpoint is
+    rewritten every step, and such a drawing would not be read.
+    """
+    if graph.number_of_nodes() > MAX_DRAWN_NODES:
+        return {"nodes": [], "edges": [], "omitted_nodes": graph.number_of_nodes()}
     return {"nodes": [{"id": key, **{k: v for k, v in data.items() if _is_json(v)}}
                       for key, data in graph.nodes(data=True)],
             "edges": [{"source": parent, "target": child, "arg": data.get("arg", "")}
@@ -63,8 +70,11 @@ def write_run_report(path: str | os.PathLike[str], saved: Checkpoint, *, title: 
     """Write the report of the run ``saved`` holds, atomically."""
     graph = graph_from_data(saved.graph) if saved.graph is not None else None
     values = saved.best.values if saved.best is not None else saved.params
+    summary = checkpoint_summary(saved)
+    if saved.graph is not None and saved.graph.get("omitted_nodes"):
+        summary["graph"] = f"{saved.graph['omitted_nodes']} nodes, not drawn (over {MAX_DRAWN_NODES})"
     atomic_write_bytes(path, render_report(title=title, graph=graph, history=saved.history,
-                                           summary=checkpoint_summary(saved), values=values).encode())
+                                           summary=summary, values=values).encode())
 
 
 def write_report(path: str | os.PathLike[str], *, title: str, graph: nx.DiGraph | None,

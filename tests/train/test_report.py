@@ -163,3 +163,8 @@ def test_report_command_names_a_file_that_is_no_checkpoint(tmp_path: Path) -> No
     done = CliRunner().invoke(app, ["report", str(bad)])
     assert done.exit_code != 0
     assert "x.json" in done.output and not (tmp_path / "report.html").exists()
+
+
+def test_a_huge_graph_is_kept_as_its_size_only() -> None:
+    graph = nx.path_graph(1000, create_using=nx.DiGraph)
+    assert graph_data(graph) == {"nodes": [], "edges": [], "omitted_nodes": 1000}
