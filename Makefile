@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile requirements-model.txt plugins/graphopt-optuna
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	# First-party plugins are separate distributions, found only through their entry points.
 	$(BIN)/python -m pip install -q -e plugins/graphopt-optuna
 	# Observers: their [test] extras bring the OpenTelemetry SDK and MLflow's sqlite store for the tests.

@@ -14,12 +14,10 @@ caller's context, so budgets apply in the worker threads and traces stay apart.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import threading
 import warnings
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -28,8 +26,11 @@ from graphopt.errors import BudgetExceeded
 from graphopt.feedback.feedback import ErrorInfo, Feedback
 from graphopt.graph.node import Error, Node, Param
 from graphopt.optim.evaluation import assigned
+from graphopt.runtime.executor import Executor, ThreadExecutor, WorkerLost
+from graphopt.runtime.traced import unpack
 from graphopt.train.cache import EvalCache, Outcome, describe_json
 from graphopt.train.data import Example
+from graphopt.train.remote import RemoteEvaluation, Shipped
 from graphopt.train.values import values_hash
 
 Metric = Callable[[Example, Any], Any]
@@ -59,7 +60,7 @@ class Runner:
 
     def __init__(self, workflow: Callable[..., Any], metric: Metric, params: Mapping[str, Param], *,
                  cache: EvalCache, namespace: str, concurrency: int = 4, error_score: float = 0.0,
-                 max_evaluations: int | None = None) -> None:
+                 max_evaluations: int | None = None, executor: Executor | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency expects an int >= 1, got {concurrency!r}")
         self.workflow = workflow
@@ -70,6 +71,7 @@ class Runner:
         self.concurrency = concurrency
         self.error_score = error_score
         self.max_evaluations = max_evaluations
+        self.executor = executor if executor is not None else ThreadExecutor(concurrency)
         self.evaluations = 0
         self.points: set[str] = set()
         self.keep: frozenset[str] = frozenset()
@@ -148,12 +150,30 @@ class Runner:
     # -- many examples ------------------------------------------------------------------------
     def map(self, function: Callable[..., Any], items: Sequence[Any]) -> list[Any]:
         """``function`` over ``items`` on at most ``concurrency`` threads, results in order."""
-        if self.concurrency == 1 or len(items) <= 1:
-            return [function(*_args(i)) for i in items]
-        workers = min(self.concurrency, len(items))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graphopt-eval") as pool:
-            futures = [pool.submit(contextvars.copy_context().run, function, *_args(i)) for i in items]
-            return [f.result() for f in futures]
+        threads = self.executor if isinstance(self.executor, ThreadExecutor) else ThreadExecutor(self.concurrency)
+        return threads.map(function, [_args(i) for i in items])
+
+    def _shipped(self, examples: Sequence[Example], keys: Sequence[str], traced: Sequence[bool]
+                 ) -> list[tuple[Outcome, Run | None]]:
+        """Run examples on the executor's workers (evaluations reserved here, before shipping);
+        a traced run comes back packed and is rebuilt on this process's params. A run whose
+        worker died on every try is that example's failure."""
+        for key in keys:
+            self._reserve(key)
+        task = RemoteEvaluation(self.workflow, self.metric, self.params, self.error_score)
+        results = self.executor.map(task, list(zip(examples, traced)))
+        return [self._received(*item) for item in zip(examples, results, traced)]
+
+    def _received(self, example: Example, result: Shipped | WorkerLost, traced: bool
+                  ) -> tuple[Outcome, Run | None]:
+        if isinstance(result, WorkerLost):
+            feedback = self._failure(result, "")
+            return outcome_of(feedback, None), Run(example, None, feedback) if traced else None
+        outcome, feedback, packed = result
+        if feedback is None:
+            return outcome, None
+        output = unpack(packed, self.params) if packed is not None else None
+        return outcome, Run(example, output, feedback)
 
     def forward(self, examples: Sequence[Example]) -> list[Run]:
         """Traced runs with gradients, for ``backward``.
@@ -170,7 +190,12 @@ class Runner:
             kept = [self._traced.pop(k, None) if versions else self._traced.get(k) for k in keys]
         runs: list[Run | None] = [entry[0] if entry is not None else None for entry in kept]
         missing = [i for i, r in enumerate(runs) if r is None]
-        fresh = self.map(self.run, [(examples[i], keys[i]) for i in missing])
+        if self.executor.ships:
+            shipped = self._shipped([examples[i] for i in missing], [keys[i] for i in missing],
+                                    [True] * len(missing))
+            fresh = [run for _, run in shipped]
+        else:
+            fresh = self.map(self.run, [(examples[i], keys[i]) for i in missing])
         for index, run in zip(missing, fresh):
             runs[index] = run
             prediction = run.output.value if isinstance(run.output, Node) else run.output
@@ -197,11 +222,21 @@ class Runner:
         found = [self.cache.get(k) for k in keys]
         missing = [i for i, o in enumerate(found) if o is None]
         if missing:
-            fresh = self.map(self._score, [(examples[i], keys[i]) for i in missing])
+            fresh = (self._shipped_outcomes([examples[i] for i in missing], [keys[i] for i in missing])
+                     if self.executor.ships
+                     else self.map(self._score, [(examples[i], keys[i]) for i in missing]))
             for index, outcome in zip(missing, fresh):
                 found[index] = outcome
                 self.cache.set(keys[index], outcome)
         return found  # type: ignore[return-value]
+
+    def _shipped_outcomes(self, examples: Sequence[Example], keys: Sequence[str]) -> list[Outcome]:
+        """Outcomes from the executor's workers; training examples' traced runs kept."""
+        shipped = self._shipped(examples, keys, [e.id in self.keep for e in examples])
+        for key, (_, run) in zip(keys, shipped):
+            if run is not None:
+                self._keep(key, run, self._versions())
+        return [outcome for outcome, _ in shipped]
 
     def _score(self, example: Example, key: str) -> Outcome:
         if example.id in self.keep:  # a training example: keep the traced run for backward

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from graphopt.graph.module import Module
 from graphopt.llm.ledger import Budget, budget as budget_block
 from graphopt.llm.registry import usage_ledger
+from graphopt.runtime.executor import Executor, executor_for
 from graphopt.train.cache import EvalCache
 from graphopt.train.data import load_examples
 from graphopt.train.evaluate import Metric, Runner
@@ -69,7 +70,8 @@ class EvaluationResult(BaseModel):
 def evaluate(workflow: Callable[..., Any] | Module, data: Data, metric: Metric, *,
              concurrency: int = 4, cache: EvalCache | str | os.PathLike[str] | None = None,
              namespace: str | None = None, error_score: float = 0.0, target_key: str = "target",
-             budget: Budget | None = None) -> EvaluationResult:
+             budget: Budget | None = None, executor: str | Executor | None = None,
+             address: str | None = None) -> EvaluationResult:
     """Run ``workflow`` on every example of ``data`` and judge each result with ``metric``.
 
     ``workflow``, ``data`` and ``metric`` are what ``go.optimize`` takes; a workflow or metric
@@ -77,6 +79,7 @@ def evaluate(workflow: Callable[..., Any] | Module, data: Data, metric: Metric, 
     directory or an ``EvalCache``) keeps outcomes across calls and runs, keyed like the
     trainer's: values, example, workflow and metric code; ``namespace`` must match the one
     given to ``go.optimize`` to share its entries. ``budget`` caps model calls, tokens or USD.
+    ``executor``/``address``: where the runs happen, as for ``go.optimize`` (docs/ray.md).
     """
     examples = load_examples(data, target_key=target_key)
     if not examples:
@@ -86,7 +89,8 @@ def evaluate(workflow: Callable[..., Any] | Module, data: Data, metric: Metric, 
     named = f"{namespace}|" if namespace is not None else ""
     runner = Runner(call, metric, collect_params(workflow, []), cache=store,
                     namespace=named + default_namespace(call, metric), concurrency=concurrency,
-                    error_score=error_score)
+                    error_score=error_score,
+                    executor=executor_for(executor, concurrency=concurrency, address=address))
     current = values_hash(runner.params)
     cached = [store.get(runner.key(current, e)) is not None for e in examples]
     meter = Budget()

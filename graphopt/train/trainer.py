@@ -34,6 +34,7 @@ from graphopt.llm.redact import redact
 from graphopt.llm.registry import usage_ledger
 from graphopt.optim.optimizer import Optimizer, check_accept
 from graphopt.plugins.manager import PluginManager, get_plugin_manager
+from graphopt.runtime.executor import Executor, executor_for
 from graphopt.train.cache import EvalCache
 from graphopt.train.checkpoint import Best, Checkpoint, Position, rng_state, set_rng_state
 from graphopt.train.data import Example, load_examples
@@ -74,6 +75,9 @@ class Trainer:
     ``report`` writes the run's HTML report there when it ends (see ``graphopt report``).
     Observer plugins (``graphopt_run_start``/``step_end``/``run_end``, ``graphopt_span_tracer``)
     of ``plugin_manager`` (default: the process-wide one) watch the run; they cannot steer it.
+    ``executor`` runs the evaluations: ``"threads"`` (default, ``concurrency`` threads), ``"ray"``
+    (the running Ray instance, the cluster at ``address``, else a local one; docs/ray.md) or
+    an ``Executor``; results are the same on each.
     """
 
     def __init__(self, workflow: Callable[..., Any] | Module, train: Data, *, metric: Metric,
@@ -89,7 +93,8 @@ class Trainer:
                  accept: str | None = None, max_evaluations: int | None = None,
                  on_step_error: str = "skip", config: Mapping[str, Any] | None = None,
                  plugin_manager: PluginManager | None = None,
-                 report: str | os.PathLike[str] | None = None) -> None:
+                 report: str | os.PathLike[str] | None = None,
+                 executor: str | Executor | None = None, address: str | None = None) -> None:
         _check_options(epochs=epochs, batch_size=batch_size, concurrency=concurrency, seed=seed,
                        patience=patience, min_delta=min_delta, eval_every=eval_every,
                        error_score=error_score, max_evaluations=max_evaluations,
@@ -130,7 +135,8 @@ class Trainer:
         self.runner = Runner(self.call, metric, self.params, cache=self.cache,
                              namespace=named + default_namespace(self.call, metric),
                              concurrency=concurrency, error_score=error_score,
-                             max_evaluations=max_evaluations)
+                             max_evaluations=max_evaluations,
+                             executor=executor_for(executor, concurrency=concurrency, address=address))
         self.runner.keep = frozenset(e.id for e in self.train_set)
         self.runner.max_kept = max(256, 4 * len(self.train_set))
         self.rng = random.Random(seed)

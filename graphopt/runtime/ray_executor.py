@@ -1,0 +1,82 @@
+"""The Ray executor (``pip install graphopt[ray]``): evaluations as Ray tasks on a cluster.
+
+``RayExecutor`` connects to the running Ray instance, the cluster at ``address``, or starts a
+local one (``ray.init()``). ``map`` puts the function in the object store once and submits one
+task per item; Ray re-runs a task whose worker process died, up to ``max_retries`` times,
+and a task lost every time becomes a ``WorkerLost`` in its slot so the run goes on. Ray is
+imported only when an executor is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Callable, Sequence
+
+from graphopt.runtime.executor import WorkerLost
+
+
+def _ray() -> Any:
+    try:
+        return importlib.import_module("ray")
+    except ImportError as err:
+        raise ImportError("executor='ray' needs Ray: pip install 'graphopt[ray]'") from err
+
+
+def _call(function: Callable[..., Any], *item: Any) -> Any:
+    return function(*item)
+
+
+class RayExecutor:
+    """Runs calls as Ray tasks; ``concurrency`` is left to the cluster's CPUs (one per task)."""
+
+    ships = True
+
+    def __init__(self, *, address: str | None = None, concurrency: int = 4, max_retries: int = 2,
+                 init_options: dict[str, Any] | None = None) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries expects an int >= 0, got {max_retries!r}")
+        self.address = address
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.init_options = dict(init_options or {})
+        self._remote: Any = None
+
+    def _task(self) -> Any:
+        if self._remote is None:
+            ray = _ray()
+            if not ray.is_initialized():
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+                options = {"include_dashboard": False, "log_to_driver": False, **self.init_options}
+                ray.init(address=self.address, **options)
+            self._remote = ray.remote(max_retries=self.max_retries, num_cpus=1)(_call)
+        return self._remote
+
+    def map(self, function: Callable[..., Any], items: Sequence[tuple[Any, ...]]) -> list[Any]:
+        if not items:
+            return []
+        task = self._task()
+        ray = _ray()
+        shipped = ray.put(function)
+        futures = [task.remote(shipped, *item) for item in items]
+        lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.LocalRayletDiedError)
+        results: list[Any] = []
+        for future in futures:
+            try:
+                results.append(ray.get(future))
+            except lost as err:
+                results.append(WorkerLost(f"worker died {self.max_retries + 1} times running this "
+                                          f"evaluation: {type(err).__name__}"))
+            except ray.exceptions.RayTaskError as err:
+                raise err.as_instanceof_cause() from None
+        return results
+
+    def close(self) -> None:
+        """Leaves Ray running: the cluster (or local instance) outlives one run."""
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

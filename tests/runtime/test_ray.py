@@ -1,0 +1,152 @@
+"""The Ray executor on a local 2-CPU Ray: same results as threads, retries, budgets, caches.
+
+Ray starts once for the module (a few seconds); every test is guarded by an alarm so a stuck
+cluster fails the test instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import graphopt as go
+from graphopt.llm.scripted import follow_schema, scripted_client
+from graphopt.runtime.executor import ThreadExecutor
+from graphopt.train import Trainer
+from graphopt.train.cache import EvalCache
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.slow
+
+TRAIN = [{"id": f"t{i}", "input": {"text": w}, "target": "positive" if i % 2 == 0 else "negative"}
+         for i, w in enumerate(["love it", "hate it", "good one", "bad one", "great", "awful"])]
+
+
+class Classifier(go.Module):
+    """Answers only when its instruction asks to be specific; optionally slow on one example."""
+
+    def __init__(self, slow_dir: str | None = None) -> None:
+        self.instruction = go.param("Answer.", name="instruction")
+        self.slow_dir = slow_dir
+
+    @go.op
+    def classify(self, instruction: str, text: str) -> str:
+        if self.slow_dir is not None and text == "great":
+            marker = Path(self.slow_dir)
+            if not (marker / "killed").exists():  # the first try waits to be killed
+                (marker / "pid").write_text(str(os.getpid()))
+                time.sleep(30)
+        if "specific" not in instruction.lower():
+            return "unsure"
+        return "positive" if any(w in text for w in ("love", "good", "great")) else "negative"
+
+    def forward(self, text: str) -> go.Node:
+        return self.classify(self.instruction, text)
+
+
+def exact(example: Any, prediction: Any) -> go.Feedback:
+    if prediction == example.target:
+        return go.Feedback(score=1.0)
+    return go.Feedback(score=0.0, text=f"expected {example.target!r}, got {prediction!r}")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _deadline() -> Any:
+    def expired(signum: int, frame: Any) -> None:
+        raise TimeoutError("a Ray test ran past 60 s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def specific(messages: Any, params: Any) -> str:
+    """Every string the optimizer asks for says to be specific."""
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return "Be specific: name the sentiment." if isinstance(value, str) else value
+
+    return json.dumps(fill(json.loads(follow_schema(messages, params))))
+
+
+def train(executor: Any, tmp_path: Path, **options: Any) -> Any:
+    flow = options.pop("flow", None) or Classifier()
+    opt = go.optimizer("optoprime", [flow.instruction], llm=scripted_client(specific))
+    trainer = Trainer(flow, TRAIN, metric=exact, optimizers=opt, batch_size=3, epochs=2, seed=0,
+                      quiet=True, executor=executor, **options)
+    return trainer, trainer.fit()
+
+
+def comparable(result: Any) -> dict[str, Any]:
+    data = result.model_dump(mode="json")
+    for record in data["history"]:
+        record.pop("time"), record.pop("seconds")
+    return data
+
+
+def test_the_same_run_on_threads_and_on_ray_gives_the_same_values_scores_and_history(cluster, tmp_path):
+    threads, local = train("threads", tmp_path)
+    trainer, remote = train("ray", tmp_path)
+    assert comparable(remote) == comparable(local)
+    assert remote.best_values["instruction"] != "Answer."  # backward ran on runs from the workers
+    assert trainer.runner.evaluations == threads.runner.evaluations
+    assert trainer.runner.distinct_points == threads.runner.distinct_points
+
+
+def test_a_worker_killed_mid_evaluation_is_retried_and_the_run_ends_as_on_threads(cluster, tmp_path):
+    _, local = train(ThreadExecutor(2), tmp_path)
+    marker = tmp_path / "slow"
+    marker.mkdir()
+
+    def kill() -> None:
+        for _ in range(400):
+            if (marker / "pid").exists():
+                (marker / "killed").write_text("")
+                os.kill(int((marker / "pid").read_text()), signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    _, remote = train("ray", tmp_path, flow=Classifier(str(marker)))
+    killer.join()
+    assert (marker / "killed").exists()
+    assert comparable(remote) == comparable(local)
+
+
+def test_max_evaluations_hold_exactly_across_workers(cluster, tmp_path):
+    trainer, result = train("ray", tmp_path, max_evaluations=7)
+    assert result.stopped == "budget"
+    assert trainer.runner.evaluations == 7
+
+
+def test_the_evaluation_cache_hits_across_workers_as_on_threads(cluster, tmp_path):
+    flow = Classifier()
+    counts = {}
+    for executor in ("threads", "ray"):
+        cache = EvalCache(tmp_path / executor)
+        first = go.evaluate(flow, TRAIN, exact, cache=cache, executor=executor)
+        second = go.evaluate(flow, TRAIN, exact, cache=cache, executor=executor)
+        assert [e.cached for e in second.examples] == [True] * len(TRAIN)
+        assert first.usage.evaluations == len(TRAIN) and second.usage.evaluations == 0
+        counts[executor] = (cache.hits, cache.misses, [e.score for e in first.examples])
+    assert counts["ray"] == counts["threads"]
