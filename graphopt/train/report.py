@@ -206,7 +206,9 @@ def _outcome(record: OptimizerRecord) -> str:
     if record.rejected is not None:
         return (f"{record.name}: rejected {_num(record.rejected.score_after)} < "
                 f"{_num(record.rejected.score_before)}")
-    return f"{record.name}: {', '.join(record.committed) or 'no change'}"
+    gate = f" (gate {_num(record.score_before)} → {_num(record.score_after)})" \
+        if record.committed and record.score_after is not None else ""
+    return f"{record.name}: {', '.join(record.committed) or 'no change'}{gate}"
 
 
 def _text(value: Any) -> str:

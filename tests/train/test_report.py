@@ -82,7 +82,8 @@ def _history() -> list[StepRecord]:
                        changes={"prompt": "Answer.\nBe brief.", "parse.code": "def parse(r):\n    return r\n"}),
             StepRecord(step=1, epoch=0, values_hash="b", train_score=0.25, val_score=0.75, best_score=0.75,
                        changes={"prompt": "Answer the <b>question</b>.\nBe brief."},
-                       optimizers=[OptimizerRecord(name="optoprime", committed=["prompt"]),
+                       optimizers=[OptimizerRecord(name="optoprime", committed=["prompt"], score_before=0.25,
+                                                   score_after=0.5),
                                    OptimizerRecord(name="evolution", rejected=Rejected(
                                        reason="scored 0.2 < 0.5 on the minibatch", score_before=0.5,
                                        score_after=0.2, params=["parse.code"]))],
@@ -101,6 +102,8 @@ def test_the_report_shows_diffs_rejections_refusals_and_usage() -> None:
     rejected = page.split("<h2>Rejected and refused proposals</h2>", 1)[1].split("<h2>", 1)[0]
     assert "scored 0.2 &lt; 0.5 on the minibatch" in rejected and "0.500 → 0.200" in rejected
     assert "reply had no suggestion" in rejected
+    steps = page.split("<h2>Steps</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "optoprime: prompt (gate 0.250 → 0.500)" in steps
     usage = page.split("<h2>Usage and cost</h2>", 1)[1].split("<h2>", 1)[0]
     assert "0.0125" in usage and "<th>120</th>" in usage
 
