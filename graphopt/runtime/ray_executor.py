@@ -3,16 +3,21 @@
 ``RayExecutor`` connects to the running Ray instance, the cluster at ``address``, or starts a
 local one (``ray.init()``). ``map`` puts the function in the object store once and submits one
 task per item; Ray re-runs a task whose worker process died, up to ``max_retries`` times,
-and a task lost every time becomes a ``WorkerLost`` in its slot so the run goes on. Ray is
-imported only when an executor is first used.
+and a task lost every time becomes a ``WorkerLost`` in its slot so the run goes on. Budgets
+active on the driver are enforced across the workers by a ledger actor (``runtime.budgets``).
+Ray is imported only when an executor is first used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import uuid
 from typing import Any, Callable, Sequence
 
+from graphopt.llm.ledger import active_budgets, budget
+from graphopt.runtime.budgets import BudgetService, RemoteBudget, replay, standing
 from graphopt.runtime.executor import WorkerLost
 
 
@@ -23,8 +28,11 @@ def _ray() -> Any:
         raise ImportError("executor='ray' needs Ray: pip install 'graphopt[ray]'") from err
 
 
-def _call(function: Callable[..., Any], *item: Any) -> Any:
-    return function(*item)
+def _call(function: Callable[..., Any], budgets: tuple[RemoteBudget, ...], *item: Any) -> Any:
+    with contextlib.ExitStack() as stack:
+        for limits in budgets:
+            stack.enter_context(budget(limits))
+        return function(*item)
 
 
 class RayExecutor:
@@ -41,6 +49,7 @@ class RayExecutor:
         self.max_retries = max_retries
         self.init_options = dict(init_options or {})
         self._remote: Any = None
+        self._service: Any = None
 
     def _task(self) -> Any:
         if self._remote is None:
@@ -50,6 +59,7 @@ class RayExecutor:
                 options = {"include_dashboard": False, "log_to_driver": False, **self.init_options}
                 ray.init(address=self.address, **options)
             self._remote = ray.remote(max_retries=self.max_retries, num_cpus=1)(_call)
+            self._service = ray.remote(num_cpus=0)(BudgetService)
         return self._remote
 
     def map(self, function: Callable[..., Any], items: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -58,7 +68,25 @@ class RayExecutor:
         task = self._task()
         ray = _ray()
         shipped = ray.put(function)
-        futures = [task.remote(shipped, *item) for item in items]
+        budgets = active_budgets()
+        if not budgets:
+            return self._gather(ray, [task.remote(shipped, (), *item) for item in items])
+        service = self._ledger(ray)
+        session = uuid.uuid4().hex
+        ray.get(service.open.remote(session, [standing(b) for b in budgets]))
+        proxies = tuple(RemoteBudget(service, (session, i), b.max_calls, b.max_tokens, b.max_usd)
+                        for i, b in enumerate(budgets))
+        try:
+            return self._gather(ray, [task.remote(shipped, proxies, *item) for item in items])
+        finally:
+            replay(budgets, ray.get(service.close.remote(session)))
+
+    def _ledger(self, ray: Any) -> Any:
+        """This driver's ledger actor, started on first use and found again afterwards."""
+        name = f"graphopt-ledger-{ray.get_runtime_context().get_job_id()}"
+        return self._service.options(name=name, get_if_exists=True).remote()
+
+    def _gather(self, ray: Any, futures: list[Any]) -> list[Any]:
         lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                 ray.exceptions.LocalRayletDiedError)
         results: list[Any] = []
@@ -69,6 +97,7 @@ class RayExecutor:
                 results.append(WorkerLost(f"worker died {self.max_retries + 1} times running this "
                                           f"evaluation: {type(err).__name__}"))
             except ray.exceptions.RayTaskError as err:
+                ray.wait(futures, num_returns=len(futures))  # the others end (and settle) first
                 raise err.as_instanceof_cause() from None
         return results
 

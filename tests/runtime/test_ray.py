@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 import graphopt as go
+from graphopt.errors import BudgetExceeded
+from graphopt.llm.ledger import Budget
 from graphopt.llm.scripted import follow_schema, scripted_client
 from graphopt.runtime.executor import ThreadExecutor
 from graphopt.train import Trainer
@@ -50,6 +52,21 @@ class Classifier(go.Module):
 
     def forward(self, text: str) -> go.Node:
         return self.classify(self.instruction, text)
+
+
+class Asker(go.Module):
+    """One model call per example, made on the worker."""
+
+    def __init__(self) -> None:
+        self.instruction = go.param("Answer.", name="instruction")
+
+    @go.op
+    def ask(self, instruction: str, text: str) -> str:
+        client = scripted_client(lambda messages, params: "positive")
+        return client.complete([{"role": "user", "content": f"{instruction} {text}"}], max_tokens=4).text
+
+    def forward(self, text: str) -> go.Node:
+        return self.ask(self.instruction, text)
 
 
 def exact(example: Any, prediction: Any) -> go.Feedback:
@@ -150,3 +167,15 @@ def test_the_evaluation_cache_hits_across_workers_as_on_threads(cluster, tmp_pat
         assert first.usage.evaluations == len(TRAIN) and second.usage.evaluations == 0
         counts[executor] = (cache.hits, cache.misses, [e.score for e in first.examples])
     assert counts["ray"] == counts["threads"]
+
+
+@pytest.mark.parametrize("executor", ["threads", "ray"])
+def test_model_budgets_hold_exactly_across_workers(cluster, executor):
+    short = Budget(max_calls=4)
+    with pytest.raises(BudgetExceeded, match="max_calls=4"):
+        go.evaluate(Asker(), TRAIN, exact, budget=short, executor=executor)
+    assert short.calls == 4 and short.pending == 0
+    enough = Budget(max_calls=10, max_tokens=10_000)
+    result = go.evaluate(Asker(), TRAIN, exact, budget=enough, executor=executor)
+    assert enough.calls == result.usage.calls == len(TRAIN)
+    assert enough.tokens == result.usage.tokens > 0
