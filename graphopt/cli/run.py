@@ -32,6 +32,10 @@ def run(workflow: Optional[str] = typer.Argument(None, help="path/to/file.py:nam
         batch_size: Optional[int] = typer.Option(None, help="examples per step (default 8)"),
         seed: Optional[int] = typer.Option(None, help="seed of shuffling and sampling (default 0)"),
         concurrency: Optional[int] = typer.Option(None, help="examples run at once (default 4)"),
+        executor: Optional[str] = typer.Option(None, help="where evaluations run: threads (default) "
+                                                          "or ray (docs/ray.md)"),
+        address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray; "
+                                                         "default: RAY_ADDRESS or a local Ray)"),
         patience: Optional[int] = typer.Option(None, help="stop after this many validations without "
                                                            "improvement"),
         max_calls: Optional[int] = typer.Option(None, help="budget: most model calls"),
@@ -47,7 +51,7 @@ def run(workflow: Optional[str] = typer.Argument(None, help="path/to/file.py:nam
     origin = {key: f"config {str(config)!r}" for key in settings}
     given = {"workflow": workflow, "data": data, "val": val, "model": model, "metric": metric,
              "epochs": epochs, "batch_size": batch_size, "seed": seed, "concurrency": concurrency,
-             "patience": patience, "max_calls": max_calls, "max_usd": max_usd,
+             "executor": executor, "address": address, "patience": patience, "max_calls": max_calls, "max_usd": max_usd,
              "checkpoint": checkpoint, "history": history, "optimizers": optimizer or None}
     for key, value in given.items():
         if value is not None:
@@ -65,6 +69,8 @@ def resume(checkpoint: Path = typer.Argument(..., help="a checkpoint written by 
                                                           "run's own)"),
            max_calls: Optional[int] = typer.Option(None, min=0, help="budget: most model calls"),
            max_usd: Optional[float] = typer.Option(None, min=0, help="budget: most US dollars spent"),
+           address: Optional[str] = typer.Option(None, help="Ray cluster to continue on (a run with "
+                                                            "--executor ray; default: the run's own)"),
            save: Optional[Path] = typer.Option(None, help="write the best values here as a parameter "
                                                           "file (for Module.load)"),
            quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
@@ -80,7 +86,7 @@ def resume(checkpoint: Path = typer.Argument(..., help="a checkpoint written by 
         raise CheckpointError(f"checkpoint {str(checkpoint)!r}: its run settings are not valid: "
                               f"{err.errors()[0]['msg']} at {err.errors()[0]['loc']}",
                               path=str(checkpoint)) from err
-    given = {"model": model, "max_calls": max_calls, "max_usd": max_usd}
+    given = {"model": model, "max_calls": max_calls, "max_usd": max_usd, "address": address}
     config = config.model_copy(update={"checkpoint": str(checkpoint),
                                        **{k: v for k, v in given.items() if v is not None}})
     trainer = build_trainer(config, resume=checkpoint, quiet=quiet)

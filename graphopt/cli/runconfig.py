@@ -16,7 +16,7 @@ import sys
 import tomllib
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PydanticSchemaGenerationError, PydanticUserError,
@@ -60,6 +60,8 @@ class RunConfig(BaseModel):
     batch_size: int = Field(8, ge=1)
     seed: int = 0
     concurrency: int = Field(4, ge=1)
+    executor: Literal["threads", "ray"] = "threads"
+    address: str | None = None
     patience: int | None = Field(None, ge=1)
     eval_every: int | None = Field(None, ge=1)
     max_calls: int | None = Field(None, ge=0)
@@ -359,4 +361,5 @@ def build_trainer(config: RunConfig, *, resume: str | os.PathLike[str] | None = 
                    patience=config.patience, eval_every=config.eval_every, budget=budget,
                    checkpoint=config.checkpoint, history=config.history, resume=resume,
                    cache=config.eval_cache, quiet=quiet, target_key=config.target_key,
-                   config=config.model_dump(), plugin_manager=manager)
+                   config=config.model_dump(), plugin_manager=manager,
+                   executor=config.executor, address=config.address)

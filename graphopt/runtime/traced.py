@@ -41,11 +41,11 @@ def _order(output: Node) -> list[Node]:
         if expanded:
             order.append(node)
             continue
-        if node.id in seen:
+        if id(node) in seen:  # by identity: params unpickled on a worker keep ids it reuses
             continue
-        seen.add(node.id)
+        seen.add(id(node))
         stack.append((node, True))
-        stack.extend((parent, False) for parent in reversed(node.parents) if parent.id not in seen)
+        stack.extend((parent, False) for parent in reversed(node.parents) if id(parent) not in seen)
     return order
 
 

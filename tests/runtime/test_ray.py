@@ -179,3 +179,46 @@ def test_model_budgets_hold_exactly_across_workers(cluster, executor):
     result = go.evaluate(Asker(), TRAIN, exact, budget=enough, executor=executor)
     assert enough.calls == result.usage.calls == len(TRAIN)
     assert enough.tokens == result.usage.tokens > 0
+
+
+FLOW = '''
+import graphopt as go
+
+offset = go.param(0, name="offset", space=go.Int(-5, 5))
+
+@go.op
+def shift(x, offset):
+    return x + offset
+
+def flow(x):
+    return shift(x, offset)
+
+def closeness(example, prediction):
+    return -abs(prediction - example.target)
+'''
+
+
+def test_graphopt_run_with_executor_ray_finds_what_threads_find(cluster, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from graphopt.cli.app import app
+
+    (tmp_path / "train.jsonl").write_text("".join(
+        json.dumps({"input": {"x": x}, "target": x + 3}) + "\n" for x in range(4)))
+    saved = {}
+    for executor in ("threads", "ray"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / executor))  # each run its own caches
+        flow = tmp_path / f"flow_{executor}.py"  # each run its own module (and param)
+        flow.write_text(FLOW)
+        ckpt = tmp_path / f"{executor}.ckpt"
+        done = CliRunner().invoke(app, [
+            "run", f"{flow}:flow", "--data", str(tmp_path / "train.jsonl"),
+            "--metric", f"{flow}:closeness", "--optimizer", "random", "--epochs", "2",
+            "--batch-size", "2", "--executor", executor, "--checkpoint", str(ckpt), "--quiet"],
+            catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        saved[executor] = json.loads(ckpt.read_text())
+        assert saved[executor]["config"]["executor"] == executor
+    assert saved["ray"]["best"] == saved["threads"]["best"]
+    assert [h["val_score"] for h in saved["ray"]["history"]] == \
+        [h["val_score"] for h in saved["threads"]["history"]]
