@@ -123,8 +123,8 @@ class Client:
         being cut by the budget rather than by its own settings, not cached).
         """
         budgets = active_budgets()
-        if not budgets:
-            return Hold((), 0, 0.0), params, key
+        if not any(b.max_tokens is not None or b.max_usd is not None for b in budgets):
+            return reserve_all(self.model), params, key  # calls only: nothing to count
         prompt = self._prompt_bound(messages)
         cap = params.get("max_tokens") or params.get("max_completion_tokens")
         if cap is None:
