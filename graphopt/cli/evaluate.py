@@ -24,6 +24,10 @@ def eval_command(workflow: str = typer.Argument(..., help="path/to/file.py:name 
                      None, help="values to score: a parameter file, or a checkpoint (see --values)"),
                  values: str = typer.Option("best", help="from a checkpoint: 'best' or 'last' values"),
                  concurrency: int = typer.Option(4, min=1, help="examples run at once"),
+                 executor: str = typer.Option("threads", help="where examples run: threads or ray "
+                                                              "(docs/ray.md)"),
+                 address: Optional[str] = typer.Option(None, help="Ray cluster address (with "
+                                                                  "--executor ray)"),
                  eval_cache: Optional[Path] = typer.Option(
                      None, help="evaluation cache directory (default: graphopt's, as 'graphopt "
                                 "cache stats' shows it)"),
@@ -38,7 +42,7 @@ def eval_command(workflow: str = typer.Argument(..., help="path/to/file.py:name 
         restore(named, read_values(params, values=values))
     cache = None if no_eval_cache else eval_cache or load_settings().cache_dir / "eval"
     result = evaluate(found, str(data), load_metric(metric), concurrency=concurrency, cache=cache,
-                      target_key=target_key)
+                      target_key=target_key, executor=executor, address=address)
     console = Console()
     console.print(result_table(result))
     console.print(escape(result.summary()))
