@@ -30,6 +30,7 @@ from graphopt.optim import racing, rewrite
 from graphopt.optim.evaluation import Evaluation, EvaluationMemo, as_evaluation
 from graphopt.optim.objective import distinct_feedback
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
+from graphopt.optim.surrogate import Surrogate, make_surrogate
 from graphopt.plugins.manager import PluginManager, hookimpl
 
 Values = dict[str, Any]
@@ -43,7 +44,10 @@ class Evolution(Optimizer):
     params, when there are any, guide text mutations); given a trainer's ``Evaluation`` it races
     example by example. ``step_size`` is the first numeric mutation's standard deviation in unit
     coordinates (a space's whole range is 1); ``memo_size`` bounds the memo of scores (0: none,
-    for a closure whose result changes from step to step).
+    for a closure whose result changes from step to step). ``surrogate`` (``True``, a dict of
+    options or a ``Surrogate``): once it knows enough scored candidates, each step breeds twice the
+    ``offspring`` and races only the best-predicted half; ``surrogate.stats()`` gives its hit
+    rate (children it chose that survived the race).
     """
 
     name = "evolution"
@@ -57,6 +61,7 @@ class Evolution(Optimizer):
                  confidence: float = 1.64, length_penalty: float = 0.0, crossover_rate: float = 0.5,
                  temperature: float = 0.7, max_tokens: int = 256, max_critiques: int = 5,
                  step_size: float = 0.2, memo_size: int = 10_000, seed: int = 0,
+                 surrogate: bool | Surrogate | Mapping[str, Any] | None = None,
                  plugin_manager: PluginManager | None = None) -> None:
         require_ints(self.name, {"population": (population, 1), "block_size": (block_size, 1),
                                  "offspring": (offspring, 0), "memo_size": (memo_size, 0)})
@@ -82,6 +87,7 @@ class Evolution(Optimizer):
         self.generation = 0
         self.population: list[dict[str, Any]] = []
         self.last_race: dict[str, Any] = {}
+        self.surrogate = make_surrogate(surrogate, self.name)
         self._client: Client | None = None
 
     @property
@@ -114,8 +120,10 @@ class Evolution(Optimizer):
         current = self._current()
         members = [m["values"] for m in self.population] or [current, *self._explorers(current)]
         children = self._breed(members, critiques[: self.max_critiques])
-        candidates = _unique([current, *members, *(child for child, _ in children)])
+        screened = self._screen(children, members, critiques[: self.max_critiques])
+        candidates = _unique([current, *members, *(child for child, _ in screened)])
         survivors = self._race(candidates, evaluation)
+        self._learn(survivors, screened if screened is not children else [])
         self._adapt_step_size(members, children, survivors)
         self.population = survivors[: self.population_size]
         self.generation += 1
@@ -154,6 +162,27 @@ class Evolution(Optimizer):
             if mutated is not None:
                 children.append(mutated)
         return children
+
+    def _screen(self, children: list[tuple[Values, bool]], members: list[Values],
+                critiques: list[str]) -> list[tuple[Values, bool]]:
+        """With a surrogate that knows enough, a second brood and the best-predicted
+        ``offspring`` of both; else ``children`` as they are."""
+        if self.surrogate is None or not self.surrogate.ready or not children:
+            return children
+        brood = children + self._breed(members, critiques)
+        kept = self.surrogate.screen([child for child, _ in brood], keep=self.offspring)
+        return [brood[i] for i in sorted(kept)]
+
+    def _learn(self, survivors: list[dict[str, Any]], screened: list[tuple[Values, bool]]) -> None:
+        """Teach the surrogate every raced score; count the screened children that survived."""
+        if self.surrogate is None:
+            return
+        for member in survivors:
+            if member["score"] is not None:
+                self.surrogate.observe(member["values"], member["score"])
+        kept = [m["values"] for m in survivors[: self.population_size]]
+        for child, _ in screened:
+            self.surrogate.record(child in kept)
 
     def _crossover(self, first: Values, second: Values, seed: int) -> Values:
         child: Values = {}
@@ -250,7 +279,8 @@ class Evolution(Optimizer):
                       for m in self.population]
         return {"rng": [version, list(internal), gauss], "generation": self.generation,
                 "population": population, "last_race": self.last_race, "step_size": self.step_size,
-                "memo": self.memo.state_dict()}
+                "memo": self.memo.state_dict(),
+                "surrogate": self.surrogate.state_dict() if self.surrogate is not None else None}
 
     def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
         version, internal, gauss = data["rng"]
@@ -266,6 +296,8 @@ class Evolution(Optimizer):
         self.step_size = float(data.get("step_size", self.step_size))
         if "memo" in data:
             self.memo.load_state_dict(data["memo"])
+        if self.surrogate is not None and data.get("surrogate") is not None:
+            self.surrogate.load_state_dict(data["surrogate"])
 
 
 MIN_STEP = 1e-4

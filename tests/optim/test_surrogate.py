@@ -91,3 +91,87 @@ def test_options_are_checked():
     assert make_surrogate({"alpha": 2.0}, "gepa").alpha == 2.0
     with pytest.raises(ValueError, match="optimizer 'gepa': surrogate"):
         make_surrogate(3, "gepa")
+
+
+# -- the surrogate option of evolution ----------------------------------------------------------
+class TableEvaluation:
+    """Scores values by a function of them; records the values asked about."""
+
+    def __init__(self, score, size: int = 4) -> None:
+        self.score = score
+        self.size = size
+        self.asked: list[str] = []
+
+    def __call__(self):
+        import graphopt as go
+
+        return go.Feedback(score=0.0)
+
+    def scores(self, values, indices):
+        named = {p.name: v for p, v in values.items()}
+        self.asked.append(named["system"])
+        return [self.score(named) for _ in indices]
+
+
+def alternating_rewrites():
+    from graphopt.llm.scripted import scripted_client
+
+    count = iter(range(10_000))
+
+    def reply(messages, params):
+        quoted = messages[-1]["content"].split("```", 2)[1].split("\n", 1)[1].rstrip("\n")
+        return f"```text\n{quoted} {'carefully' if next(count) % 2 else 'loosely'}\n```"
+
+    return scripted_client(reply)
+
+
+def planted(values) -> float:
+    return float(values["system"].count("carefully") - values["system"].count("loosely"))
+
+
+def test_evolution_races_only_the_best_predicted_children():
+    import graphopt as go
+
+    system = go.param("Answer", name="system")
+    opt = go.optimizer("evolution", [system], llm=alternating_rewrites(), offspring=2, population=2,
+                       crossover_rate=0.0, surrogate={"min_observations": 2}, seed=0)
+    for n in range(1, 3):
+        opt.surrogate.observe({"system": "Answer" + " carefully" * n}, float(n))
+        opt.surrogate.observe({"system": "Answer" + " loosely" * n}, float(-n))
+    evaluation = TableEvaluation(planted)
+    opt.step(evaluation)
+    # four children bred (two of each kind, all from "Answer"), the two "carefully" ones raced
+    assert set(evaluation.asked) == {"Answer", "Answer carefully"}
+    stats = opt.surrogate.stats()
+    assert (stats["screened_out"], stats["let_through"], stats["hits"]) == (2, 2, 2)
+    assert stats["observations"] == 4 + 2          # every raced candidate was learnt from
+    saved = opt.state_dict()["extra"]["surrogate"]
+    other = go.optimizer("evolution", [go.param("Answer", name="system")], llm=alternating_rewrites(),
+                         surrogate=True)
+    other.load_state_dict(opt.state_dict())
+    assert other.surrogate.state_dict() == saved
+
+
+def test_evolution_without_enough_observations_breeds_as_usual():
+    import graphopt as go
+
+    system = go.param("Answer", name="system")
+    client = alternating_rewrites()
+    opt = go.optimizer("evolution", [system], llm=client, offspring=2, crossover_rate=0.0,
+                       surrogate=True, seed=0)
+    opt.step(TableEvaluation(planted))
+    assert len(client.backend.calls) == 2          # no second brood
+    assert opt.surrogate.stats()["let_through"] == 0 and opt.surrogate.stats()["observations"] == 3
+
+
+def test_evolution_with_a_surrogate_passes_the_conformance_kit():
+    from graphopt import testing
+    from graphopt.llm.scripted import scripted_client
+
+    def revise(messages, params):
+        quoted = messages[-1]["content"].split("```", 2)[1].split("\n", 1)[1]
+        return f"```python\n{quoted.rstrip()}\n# revised\n```"
+
+    testing.check_optimizer("evolution", config={"llm": scripted_client(revise), "seed": 0,
+                                                 "surrogate": {"min_observations": 2}},
+                            plugin_manager=testing.default_plugin_manager())
