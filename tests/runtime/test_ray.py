@@ -213,7 +213,7 @@ def test_graphopt_run_with_executor_ray_finds_what_threads_find(cluster, tmp_pat
         ckpt = tmp_path / f"{executor}.ckpt"
         done = CliRunner().invoke(app, [
             "run", f"{flow}:flow", "--data", str(tmp_path / "train.jsonl"),
-            "--metric", f"{flow}:closeness", "--optimizer", "random", "--epochs", "2",
+            "--metric", f"{flow}:closeness", "--optimizer", "random", "--epochs", "1",
             "--batch-size", "2", "--executor", executor, "--checkpoint", str(ckpt), "--quiet"],
             catch_exceptions=False)
         assert done.exit_code == 0, done.output
