@@ -1,0 +1,87 @@
+"""Evaluations through an executor that ships them (pickled, as Ray does), without Ray."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any, Callable, Sequence
+
+import graphopt as go
+from graphopt.llm.scripted import follow_schema, scripted_client
+from graphopt.runtime.executor import WorkerLost
+from graphopt.train import Trainer
+
+DATA = [{"id": name, "input": {"text": name}, "target": name.upper()} for name in ("a", "b", "c", "d")]
+
+
+class Shouter(go.Module):
+    def __init__(self) -> None:
+        self.style = go.param("quiet", name="style")
+
+    @go.op
+    def speak(self, style: str, text: str) -> str:
+        return text.upper() if "loud" in style.lower() or "specific" in style.lower() else text
+
+    def forward(self, text: str) -> go.Node:
+        return self.speak(self.style, text)
+
+
+def exact(example: Any, prediction: Any) -> go.Feedback:
+    if prediction == example.target:
+        return go.Feedback(score=1.0)
+    return go.Feedback(score=0.0, text=f"expected {example.target!r}, got {prediction!r}")
+
+
+def specific(messages: Any, params: Any) -> str:
+    """Every string the optimizer asks for says to be specific."""
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return "Be specific." if isinstance(value, str) else value
+
+    return json.dumps(fill(json.loads(follow_schema(messages, params))))
+
+
+class PickledExecutor:
+    """Each batch pickled and unpickled before it runs; examples in ``lose`` lose their worker."""
+
+    ships = True
+
+    def __init__(self, lose: Sequence[str] = ()) -> None:
+        self.lose = set(lose)
+        self.batches = 0
+
+    def map(self, function: Callable[..., Any], items: Sequence[tuple[Any, ...]]) -> list[Any]:
+        self.batches += 1
+        shipped = pickle.loads(pickle.dumps(function))
+        return [WorkerLost("worker died 3 times") if item[0].id in self.lose else shipped(*item)
+                for item in items]
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_example_whose_worker_is_lost_is_a_failure_and_the_others_are_scored():
+    result = go.evaluate(Shouter(), DATA, exact, executor=PickledExecutor(lose=["b"]), error_score=-1.0)
+    by_id = {e.id: e for e in result.examples}
+    assert by_id["b"].score == -1.0 and "WorkerLost: worker died 3 times" in by_id["b"].error
+    assert [by_id[i].error for i in "acd"] == [None, None, None]
+
+
+def test_a_run_through_a_shipping_executor_equals_the_run_on_threads():
+    def run(executor: Any) -> Any:
+        flow = Shouter()
+        opt = go.optimizer("optoprime", [flow.style], llm=scripted_client(specific))
+        trainer = Trainer(flow, DATA, metric=exact, optimizers=opt, batch_size=2, epochs=2, quiet=True,
+                          executor=executor)
+        result = trainer.fit()
+        data = result.model_dump(mode="json")
+        for record in data["history"]:
+            record.pop("time"), record.pop("seconds")
+        return data, trainer.runner.evaluations
+
+    shipping = PickledExecutor()
+    shipped = run(shipping)
+    assert shipped == run("threads")
+    assert shipping.batches > 0
+    assert shipped[0]["best_values"] == {"style": "Be specific."}  # backward reached the driver's param
