@@ -28,9 +28,9 @@ from graphopt.graph.node import Error, Node, Param
 from graphopt.optim.evaluation import assigned
 from graphopt.runtime.executor import Executor, ThreadExecutor, WorkerLost
 from graphopt.runtime.traced import unpack
-from graphopt.train.cache import EvalCache, Outcome, describe_json
+from graphopt.train.cache import EvalCache, Outcome
 from graphopt.train.data import Example
-from graphopt.train.remote import RemoteEvaluation, Shipped
+from graphopt.train.remote import RemoteEvaluation, Shipped, outcome_of
 from graphopt.train.values import values_hash
 
 Metric = Callable[[Example, Any], Any]
@@ -45,14 +45,6 @@ class Run:
         self.example = example
         self.output = output
         self.feedback = feedback
-
-
-def outcome_of(feedback: Feedback, prediction: Any) -> Outcome:
-    """The cacheable part of a run's feedback."""
-    loss = float(feedback.loss.detach()) if feedback.loss is not None else None
-    error = f"{feedback.error.type}: {feedback.error.message}" if feedback.error is not None else None
-    return Outcome(score=feedback.score, loss=loss, text=feedback.text, error=error,
-                   output=describe_json(prediction))
 
 
 class Runner:
@@ -160,7 +152,7 @@ class Runner:
         worker died on every try is that example's failure."""
         for key in keys:
             self._reserve(key)
-        task = RemoteEvaluation(self.workflow, self.metric, self.params, self.error_score)
+        task = RemoteEvaluation(self)
         results = self.executor.map(task, list(zip(examples, traced)))
         return [self._received(*item) for item in zip(examples, results, traced)]
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import importlib
 import pickle
 import sys
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
 from graphopt.feedback.feedback import Feedback
-from graphopt.graph.node import Node, Param
+from graphopt.graph.node import Node
 from graphopt.runtime.traced import pack
-from graphopt.train.cache import EvalCache, Outcome
+from graphopt.train.cache import EvalCache, Outcome, describe_json
 from graphopt.train.data import Example
 
 Shipped = tuple[Outcome, Feedback | None, bytes | None]
@@ -36,43 +36,49 @@ def _modules(*functions: Any) -> list[str]:
     return names
 
 
-class RemoteEvaluation:
-    """Called on a worker as ``task(example, traced)``; returns ``(outcome, feedback, packed)``."""
+def outcome_of(feedback: Feedback, prediction: Any) -> Outcome:
+    """The cacheable part of a run's feedback."""
+    loss = float(feedback.loss.detach()) if feedback.loss is not None else None
+    error = f"{feedback.error.type}: {feedback.error.message}" if feedback.error is not None else None
+    return Outcome(score=feedback.score, loss=loss, text=feedback.text, error=error,
+                   output=describe_json(prediction))
 
-    def __init__(self, workflow: Callable[..., Any], metric: Callable[..., Any],
-                 params: Mapping[str, Param], error_score: float) -> None:
-        self.workflow = workflow
-        self.metric = metric
-        self.params = dict(params)
-        self.error_score = error_score
+
+class RemoteEvaluation:
+    """Called on a worker as ``task(example, traced)``; returns ``(outcome, feedback, packed)``.
+
+    Built from the driver's runner; what travels is its class, workflow, metric, params and
+    error score, and the worker runs each example on a fresh single-threaded runner of them.
+    """
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
 
     def __getstate__(self) -> dict[str, Any]:
         cloudpickle = importlib.import_module("cloudpickle")
-        modules = _modules(self.workflow, self.metric)
+        runner = self.runner
+        modules = _modules(runner.workflow, runner.metric)
         for name in modules:
             cloudpickle.register_pickle_by_value(sys.modules[name])
         try:
-            blob = cloudpickle.dumps((self.workflow, self.metric, self.params))
+            blob = cloudpickle.dumps((type(runner), runner.workflow, runner.metric, runner.params,
+                                      runner.error_score))
         finally:
             for name in modules:
                 cloudpickle.unregister_pickle_by_value(sys.modules[name])
-        return {"blob": blob, "error_score": self.error_score}
+        return {"blob": blob}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.workflow, self.metric, self.params = pickle.loads(state["blob"])
-        self.error_score = state["error_score"]
+        kind, workflow, metric, params, error_score = pickle.loads(state["blob"])
+        self.runner = kind(workflow, metric, params, cache=EvalCache(), namespace="remote",
+                           concurrency=1, error_score=error_score)
 
     def __call__(self, example: Example, traced: bool) -> Shipped:
-        from graphopt.train.evaluate import Runner, outcome_of  # evaluate.py imports this module
-
-        runner = Runner(self.workflow, self.metric, self.params, cache=EvalCache(), namespace="remote",
-                        concurrency=1, error_score=self.error_score)
         with torch.enable_grad() if traced else torch.no_grad():
-            run = runner.run(example, key="")
+            run = self.runner.run(example, key="")
         prediction = run.output.value if isinstance(run.output, Node) else run.output
         outcome = outcome_of(run.feedback, prediction)
         if not traced:
             return outcome, None, None
-        packed = pack(run.output, self.params) if isinstance(run.output, Node) else None
+        packed = pack(run.output, self.runner.params) if isinstance(run.output, Node) else None
         return outcome, run.feedback, packed
-
