@@ -87,11 +87,16 @@ def _rounds(n):
     return 1 if n >= 1_000_000 else 5
 
 
+def _per(benchmark, key, n):
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info[key] = benchmark.stats.stats.median / n * 1e6
+
+
 @pytest.mark.parametrize("n", SIZES)
 def test_trace_minimal_node_floor(benchmark, n):
     benchmark.group = f"trace-{n}"
     benchmark.pedantic(minimal_chain, args=(n,), rounds=_rounds(n), iterations=1)
-    benchmark.extra_info["per_op_us"] = benchmark.stats.stats.median / n * 1e6
+    _per(benchmark, "per_op_us", n)
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -99,7 +104,7 @@ def test_params(benchmark, n):
     """Leaf parameters alone (what fan-in and tree are built from)."""
     benchmark.group = f"trace-{n}"
     benchmark.pedantic(leaves, args=(n,), rounds=_rounds(n), iterations=1)
-    benchmark.extra_info["per_param_us"] = benchmark.stats.stats.median / n * 1e6
+    _per(benchmark, "per_param_us", n)
 
 
 @pytest.mark.parametrize("shape", ["chain", "op_chain", "fan_in", "tree"])
@@ -113,7 +118,7 @@ def test_trace(benchmark, shape, n):
         count = n if shape == "fan_in" else n // 2 + 1
         benchmark.pedantic(BUILDERS[shape], setup=lambda: ((n, leaves(count)), {}),
                            rounds=_rounds(n), iterations=1)
-    benchmark.extra_info["per_op_us"] = benchmark.stats.stats.median / n * 1e6
+    _per(benchmark, "per_op_us", n)
 
 
 @pytest.mark.parametrize("shape", ["chain", "fan_in", "tree"])
@@ -128,7 +133,7 @@ def test_backward(benchmark, shape, n):
 
     benchmark.group = f"backward-{shape}"
     benchmark.pedantic(run, rounds=5, iterations=1)
-    benchmark.extra_info["per_node_us"] = benchmark.stats.stats.median / n * 1e6
+    _per(benchmark, "per_node_us", n)
 
 
 def _time(shape, n, rounds):
