@@ -18,6 +18,7 @@ requests. Run with ``make bench`` or
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import json
 import os
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.slow
 # Structured requests per optimizer, at least (fewer for a quick look: the variable below).
 REQUESTS = int(os.environ.get("GRAPHOPT_BENCH_LLM_REQUESTS", "20"))
 STEPS_PER_TASK = REQUESTS // 2
-MAX_TOKENS = 96
+MAX_TOKENS = 64
 OPTIONS: dict[str, dict[str, Any]] = {
     "optoprime": {"max_tokens": MAX_TOKENS, "max_prompt_tokens": 600},
     "textgrad": {"max_tokens": MAX_TOKENS, "max_gradient_chars": 200, "max_value_chars": 200},
@@ -78,8 +79,7 @@ class Recorder:
 # -- the tasks ---------------------------------------------------------------------------------
 NEEDS = {"units": "state the units", "one line": "fit on one line", "number": "give a number"}
 QUESTIONS = [("How far is the moon?", ["units", "number"]),
-             ("How tall is Everest?", ["units", "one line"]),
-             ("How many legs has a spider?", ["number", "one line"])]
+             ("How tall is Everest?", ["units", "one line"])]
 
 
 def prompt_task() -> tuple[Callable[..., Any], list[dict[str, Any]], Callable[..., Any], list[go.Param]]:
@@ -132,7 +132,7 @@ def code_task(directory: Path) -> tuple[Callable[..., Any], list[dict[str, Any]]
                            f"median({example.input['xs']}) should be {example.target}, got {got!r}")
 
     data = [{"input": {"xs": xs}, "target": target}
-            for xs, target in (([1, 2, 3, 4], 2.5), ([5, 1, 3], 3), ([2, 8], 5.0))]
+            for xs, target in (([1, 2, 3, 4], 2.5), ([5, 1, 3], 3))]
     return workflow, data, metric, [median.code]
 
 
@@ -143,6 +143,7 @@ def run_optimizer(name: str, client: Client, directory: Path) -> dict[str, Any]:
     recording = Client(client.model, recorder, settings=client.settings, cache=None, ledger=ledger)
     usable = steps = 0
     refused: list[str] = []
+    outcomes: list[str] = []
     below_start = False
     scores = []
     params_by_name: dict[str, go.Param] = {}
@@ -151,6 +152,7 @@ def run_optimizer(name: str, client: Client, directory: Path) -> dict[str, Any]:
         workflow, data, metric, params = task()
         params_by_name.update({p.name: p for p in params})
         opt = go.optimizer(name, params, llm=recording, **OPTIONS[name])
+        opt.step = _noting(opt, outcomes)  # type: ignore[method-assign]
         result = go.optimize(workflow, data, metric=metric, optimizers=opt, val=data,
                              epochs=STEPS_PER_TASK, batch_size=len(data), accept="improve",
                              quiet=True, concurrency=1, restore_best=False)
@@ -169,7 +171,27 @@ def run_optimizer(name: str, client: Client, directory: Path) -> dict[str, Any]:
             "usable": usable, "steps": steps, "tokens": tokens,
             "tokens_per_usable": tokens / usable if usable else float("inf"),
             "scores": scores, "below_start": below_start, "refused": refused, "failed": failed,
+            "outcomes": dict(collections.Counter(outcomes)),
             "seconds": time.perf_counter() - started}
+
+
+def _noting(opt: Any, outcomes: list[str]) -> Callable[..., Any]:
+    """``opt.step`` that also notes how each step ended: committed, rejected by the gate, or the
+    reason nothing reached it (an unchanged or echoed value, an unusable reply)."""
+    step = opt.step
+
+    def noted(closure: Any = None) -> Any:
+        committed = step(closure)
+        if committed:
+            outcomes.append("committed")
+        elif opt.last_rejection is not None:
+            outcomes.append("rejected by the gate")
+        else:
+            reason = (opt.last_step or {}).get("reason") or "nothing"
+            outcomes.append(reason.split(":")[0][:80])
+        return committed
+
+    return noted
 
 
 def _gate_reached(record: Any) -> int:
@@ -223,7 +245,9 @@ def test_llm_optimizer_reply_quality(benchmark: Any, client: Client, tmp_path: P
     def one(name: str) -> dict[str, Any]:
         directory = tmp_path / name
         directory.mkdir()
-        return run_optimizer(name, client, directory)
+        row = run_optimizer(name, client, directory)
+        print(f"\n{name} done: {json.dumps(row, default=str)[:2_000]}", flush=True)
+        return row
 
     def all_three() -> list[dict[str, Any]]:
         with ThreadPoolExecutor(max_workers=3) as pool:
