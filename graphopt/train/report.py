@@ -1,4 +1,5 @@
-"""A self-contained HTML report of a run: summary, graph, scores, per-step diffs, rejections, usage.
+"""A self-contained HTML report of a run: summary, graph, scores, per-step diffs, rejections, usage,
+and the lineage of a pool-keeping optimizer's candidates (``gepa``).
 
 No scripts, fonts or images are fetched: the file opens offline in any browser, and every value
 is HTML-escaped. ``write_run_report`` draws it from a checkpoint (``graphopt report CKPT``,
@@ -21,6 +22,7 @@ from graphopt.train.checkpoint import Checkpoint
 from graphopt.train.history import OptimizerRecord, StepRecord, UsageTotals
 from graphopt.train.report_chart import history_svg
 from graphopt.train.report_layout import graph_svg
+from graphopt.train.report_lineage import lineage_html, lineages_of
 
 MAX_KEPT_CHARS = 20_000  # a changed value larger than this (as JSON) is recorded by description
 MAX_DIFF_LINES = 80
@@ -74,14 +76,16 @@ def write_run_report(path: str | os.PathLike[str], saved: Checkpoint, *, title: 
     if saved.graph is not None and saved.graph.get("omitted_nodes"):
         summary["graph"] = f"{saved.graph['omitted_nodes']} nodes, not drawn (over {MAX_DRAWN_NODES})"
     atomic_write_bytes(path, render_report(title=title, graph=graph, history=saved.history,
-                                           summary=summary, values=values).encode())
+                                           summary=summary, values=values,
+                                           lineages=lineages_of(saved.optimizers)).encode())
 
 
 def write_report(path: str | os.PathLike[str], *, title: str, graph: nx.DiGraph | None,
-                 history: Sequence[StepRecord], summary: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-    """Write a report from its parts, atomically."""
+                 history: Sequence[StepRecord], summary: Mapping[str, Any], values: Mapping[str, Any],
+                 lineages: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
+    """Write a report from its parts, atomically (``lineages``: as ``lineages_of`` returns)."""
     atomic_write_bytes(path, render_report(title=title, graph=graph, history=history, summary=summary,
-                                           values=values).encode("utf-8"))
+                                           values=values, lineages=lineages).encode("utf-8"))
 
 
 def checkpoint_summary(saved: Checkpoint) -> dict[str, Any]:
@@ -103,26 +107,28 @@ def checkpoint_summary(saved: Checkpoint) -> dict[str, Any]:
 
 
 def render_report(*, title: str, graph: nx.DiGraph | None, history: Sequence[StepRecord],
-                  summary: Mapping[str, Any], values: Mapping[str, Any]) -> str:
-    """The whole page as text."""
+                  summary: Mapping[str, Any], values: Mapping[str, Any],
+                  lineages: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> str:
+    """The whole page as text; the lineage section only when some optimizer kept one."""
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary.items())
     drawn = graph_svg(graph) if graph is not None and graph.number_of_nodes() else \
         "<p>No traced run was recorded.</p>"
     shown = "".join(f"<h3>{_e(name)}</h3><pre>{_e(_cut(_text(value), 4000))}</pre>"
                     for name, value in values.items())
+    lineage = f"<h2>Lineage</h2>{lineage_html(lineages)}" if lineages else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px;color:#111827}}
 table{{border-collapse:collapse;margin-bottom:1em}}th,td{{border:1px solid #d1d5db;padding:4px 8px;
 text-align:left;vertical-align:top}}pre{{background:#f3f4f6;padding:8px;white-space:pre-wrap}}
 .scroll{{overflow-x:auto}}.add{{background:#dcfce7}}.del{{background:#fee2e2}}.hunk{{color:#6b7280}}
-.rejected{{color:#b91c1c}}</style></head><body>
+.rejected{{color:#b91c1c}}.lineage .best{{background:#fef9c3}}</style></head><body>
 <h1>{_e(title)}</h1><table class="summary">{rows}</table>
 <h2>Workflow graph (one traced run)</h2><div class="scroll">{drawn}</div>
 <h2>Scores</h2>{history_svg(history)}
 <h2>Steps</h2>{_steps_table(history)}
 <h2>Parameter changes</h2>{_changes(history)}
-<h2>Rejected and refused proposals</h2>{_rejections(history)}
+<h2>Rejected and refused proposals</h2>{_rejections(history)}{lineage}
 <h2>Usage and cost</h2>{_usage(history)}
 <h2>Best values</h2>{shown}</body></html>
 """
