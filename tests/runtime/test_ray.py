@@ -222,3 +222,18 @@ def test_graphopt_run_with_executor_ray_finds_what_threads_find(cluster, tmp_pat
     assert saved["ray"]["best"] == saved["threads"]["best"]
     assert [h["val_score"] for h in saved["ray"]["history"]] == \
         [h["val_score"] for h in saved["threads"]["history"]]
+
+
+def test_a_run_stopped_on_ray_resumes_on_a_fresh_cluster_as_it_does_on_threads(cluster, tmp_path):
+    results = {}
+    for executor in ("threads", "ray"):
+        ckpt = tmp_path / f"{executor}.ckpt"
+        _, stopped = train(executor, tmp_path, max_evaluations=7, checkpoint=ckpt)
+        assert stopped.stopped == "budget"
+        if executor == "ray":  # the driver's cluster is gone: a new one takes the rest of the run
+            cluster.shutdown()
+            cluster.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        _, results[executor] = train(executor, tmp_path, checkpoint=ckpt, resume=ckpt)
+    assert comparable(results["ray"])["best_values"] == comparable(results["threads"])["best_values"]
+    assert comparable(results["ray"]) == {**comparable(results["threads"]),
+                                          "checkpoint": str(tmp_path / "ray.ckpt")}
