@@ -1,9 +1,11 @@
 """The Ray executor (``pip install graphopt[ray]``): evaluations as Ray tasks on a cluster.
 
 ``RayExecutor`` connects to the running Ray instance, the cluster at ``address``, or starts a
-local one (``ray.init()``). ``map`` puts the function in the object store once and submits one
-task per item; Ray re-runs a task whose worker process died, up to ``max_retries`` times,
-and a task lost every time becomes a ``WorkerLost`` in its slot so the run goes on. Budgets
+local one (``ray.init()``). ``map`` puts the function in the object store once and submits the
+items in chunks, about four per CPU of the cluster (``chunk`` items each when given), so Ray's
+per-task cost is paid per chunk; Ray re-runs a chunk whose worker process died, up to
+``max_retries`` times, and the items of a chunk lost every time each become a ``WorkerLost``
+in their slot so the run goes on. Budgets
 active on the driver are enforced across the workers by a ledger actor (``runtime.budgets``).
 Ray is imported only when an executor is first used.
 """
@@ -28,11 +30,12 @@ def _ray() -> Any:
         raise ImportError("executor='ray' needs Ray: pip install 'graphopt[ray]'") from err
 
 
-def _call(function: Callable[..., Any], budgets: tuple[RemoteBudget, ...], *item: Any) -> Any:
+def _call(function: Callable[..., Any], budgets: tuple[RemoteBudget, ...],
+          items: Sequence[tuple[Any, ...]]) -> list[Any]:
     with contextlib.ExitStack() as stack:
         for limits in budgets:
             stack.enter_context(budget(limits))
-        return function(*item)
+        return [function(*item) for item in items]
 
 
 class RayExecutor:
@@ -41,9 +44,12 @@ class RayExecutor:
     ships = True
 
     def __init__(self, *, address: str | None = None, concurrency: int = 4, max_retries: int = 2,
-                 init_options: dict[str, Any] | None = None) -> None:
+                 init_options: dict[str, Any] | None = None, chunk: int | None = None) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries expects an int >= 0, got {max_retries!r}")
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk expects an int >= 1 or None, got {chunk!r}")
+        self.chunk = chunk
         self.address = address
         self.concurrency = concurrency
         self.max_retries = max_retries
@@ -68,16 +74,18 @@ class RayExecutor:
         task = self._task()
         ray = _ray()
         shipped = ray.put(function)
+        size = self.chunk or max(1, len(items) // (4 * max(1, int(ray.cluster_resources().get("CPU", 1)))))
+        chunks = [list(items[i:i + size]) for i in range(0, len(items), size)]
         budgets = active_budgets()
         if not budgets:
-            return self._gather(ray, [task.remote(shipped, (), *item) for item in items])
+            return self._gather(ray, [task.remote(shipped, (), c) for c in chunks], chunks)
         service = self._ledger(ray)
         session = uuid.uuid4().hex
         ray.get(service.open.remote(session, [standing(b) for b in budgets]))
         proxies = tuple(RemoteBudget(service, (session, i), b.max_calls, b.max_tokens, b.max_usd)
                         for i, b in enumerate(budgets))
         try:
-            return self._gather(ray, [task.remote(shipped, proxies, *item) for item in items])
+            return self._gather(ray, [task.remote(shipped, proxies, c) for c in chunks], chunks)
         finally:
             replay(budgets, ray.get(service.close.remote(session)))
 
@@ -86,16 +94,16 @@ class RayExecutor:
         name = f"graphopt-ledger-{ray.get_runtime_context().get_job_id()}"
         return self._service.options(name=name, get_if_exists=True).remote()
 
-    def _gather(self, ray: Any, futures: list[Any]) -> list[Any]:
+    def _gather(self, ray: Any, futures: list[Any], chunks: list[list[Any]]) -> list[Any]:
         lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                 ray.exceptions.LocalRayletDiedError)
         results: list[Any] = []
-        for future in futures:
+        for future, chunk in zip(futures, chunks):
             try:
-                results.append(ray.get(future))
+                results.extend(ray.get(future))
             except lost as err:
-                results.append(WorkerLost(f"worker died {self.max_retries + 1} times running this "
-                                          f"evaluation: {type(err).__name__}"))
+                results.extend(WorkerLost(f"worker died {self.max_retries + 1} times running this "
+                                          f"evaluation: {type(err).__name__}") for _ in chunk)
             except ray.exceptions.RayTaskError as err:
                 ray.wait(futures, num_returns=len(futures))  # the others end (and settle) first
                 raise err.as_instanceof_cause() from None
