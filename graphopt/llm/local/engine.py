@@ -90,7 +90,7 @@ class Engine:
     """A loaded model and tokenizer with a worker thread that batches generation requests."""
 
     __slots__ = ("model", "tokenizer", "device", "max_batch", "batch_wait", "_queue", "_worker",
-                 "_lock", "generate_calls")
+                 "_lock", "_tokenizing", "generate_calls")
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str = "cpu", max_batch: int = 8,
                  batch_wait_ms: float = 20.0) -> None:
@@ -105,6 +105,9 @@ class Engine:
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
+        # A fast tokenizer's padding settings are state of the tokenizer: a count from a client
+        # thread while the worker pads a batch would race with it ("Unable to create tensor").
+        self._tokenizing = threading.Lock()
         self.generate_calls = 0  # how many times the model ran; a warm cache leaves it unchanged
 
     def __repr__(self) -> str:
@@ -124,7 +127,8 @@ class Engine:
     def count_tokens(self, messages: list[dict[str, Any]]) -> int:
         """Tokens of ``messages`` after the chat template, as ``generate`` will see them."""
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        with self._tokenizing:
+            return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def stream(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[str]:
         """Text pieces of one reply as they are generated."""
@@ -184,8 +188,9 @@ class Engine:
         settings = group[0].settings
         prompts = [self.tokenizer.apply_chat_template(r.messages, add_generation_prompt=True,
                                                       tokenize=False) for r in group]
-        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True,
-                                add_special_tokens=False).to(self.device)
+        with self._tokenizing:
+            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True,
+                                    add_special_tokens=False).to(self.device)
         options: dict[str, Any] = {
             "max_new_tokens": settings.max_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
