@@ -18,6 +18,9 @@ from graphopt.llm.protocol import Message
 _OMITTED = re.compile(r"…\s*\d+\s+ops?\s+omitted|\b\d+\s+ops?\s+omitted\b", re.I)
 _OP_COUNTS = re.compile(r"^[\w.<>]+\s*×\s*\d+(\s*,\s*[\w.<>]+\s*×\s*\d+)*(\s+and\s+\d+\s+other\s+ops)?$")
 _WORD = re.compile(r"[^\W_]+")
+# A name as code spells it (``ReviewTriage.score``, ``parse_reply``, ``label()``): a prompt's op
+# and variable names, never a prompt of its own when it is the whole value.
+_CODE_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?|[A-Za-z_]\w*_\w*(?:\(\))?|[A-Za-z_]\w*\(\)")
 
 
 def normalized(text: str) -> str:
@@ -29,30 +32,35 @@ class Scaffold:
     """What an optimizer's prompt says on its own account: its instructions, section titles,
     marker lines and the names it uses. Built from the messages sent, plus extra fixed text."""
 
-    __slots__ = ("template", "titles", "names")
+    __slots__ = ("template", "titles", "names", "code_names")
 
     def __init__(self, template: Iterable[str] = (), titles: Iterable[str] = (),
-                 names: Iterable[str] = ()) -> None:
+                 names: Iterable[str] = (), code_names: Iterable[str] = ()) -> None:
         # Padded with spaces so a value matches whole words only.
         self.template = " " + " | ".join(normalized(t) for t in template if t) + " "
         self.titles = {normalized(t) for t in titles if normalized(t)}
         self.names = {normalized(n) for n in names if normalized(n)}
+        self.code_names = {n.removesuffix("()") for n in code_names}
 
     @classmethod
     def of(cls, messages: Sequence[Message], names: Iterable[str], *,
            instructions: Iterable[str] = ()) -> Scaffold:
         """The scaffold of ``messages``: the system message whole, every ``#`` line of the
-        others (titles and omitted-op markers), ``instructions`` and the variables' ``names``."""
+        others (titles and omitted-op markers), ``instructions``, the variables' ``names`` and
+        every name spelt as code (op and variable names of the rendered graph)."""
         template = [str(m.get("content", "")) for m in messages if m.get("role") == "system"]
         template += list(instructions)
         titles = []
+        code_names: set[str] = set()
         for message in messages:
             if message.get("role") == "system":
                 continue
-            for line in str(message.get("content", "")).splitlines():
+            content = str(message.get("content", ""))
+            code_names.update(_CODE_NAME.findall(content))
+            for line in content.splitlines():
                 if line.lstrip().startswith("#"):
                     titles.append(line.strip().lstrip("#"))
-        return cls(template, titles, names)
+        return cls(template, titles, names, code_names)
 
     def echo(self, value: Any, current: Any) -> str | None:
         """Why ``value`` (a text or code suggestion) is an echo, or ``None`` when it is not."""
@@ -64,6 +72,8 @@ class Scaffold:
             return "same as the current value"
         if _OMITTED.search(value) or _OP_COUNTS.match(value.strip()):
             return "copies the prompt's omitted-ops marker"
+        if value.strip().removesuffix("()") in self.code_names:
+            return "copies an op or variable name of the prompt"
         words = normalized(value)
         if not words:
             return "no words, only punctuation"

@@ -295,6 +295,7 @@ def test_bad_options_are_refused(params, plugin_manager, option, value):
      "copies the optimizer's instructions"),
     ("   ", "empty value"),
     ("Be brief.\n", "same as the current value"),
+    ("reply.split()", "copies an op or variable name of the prompt"),
 ])
 def test_scaffolding_echo_is_refused_before_evaluation(params, plugin_manager, echo, why):
     prompt, top_k, mode = params
