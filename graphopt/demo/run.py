@@ -1,8 +1,10 @@
 """``run_demo``: optimize ``ReviewTriage`` over the bundled reviews and report before and after.
 
 Three optimizers share the run: ``torch`` trains the head, ``fewshot`` fills the demonstrations,
-``optoprime`` (or ``evolution``) revises the instruction. Replies and evaluations are cached under
-the cache directory, so a second run makes (nearly) no model calls.
+``optoprime`` (or ``evolution``) revises the instruction. A new instruction or set of demos is
+kept only when it scores strictly better on the step's minibatch (``accept="better"``), so on a
+tie the 135M model's text stays out. Replies and evaluations are cached under the cache
+directory, so a second run makes (nearly) no model calls.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def run_demo(*, quick: bool = False, model: str | None = None,
                       epochs=1 if quick else 2, batch_size=4 if quick else 8, seed=0, concurrency=8,
                       cache=EvalCache(settings.cache_dir / "eval"), namespace=NAMESPACE,
                       checkpoint=checkpoint, history=out_dir / "history.jsonl", quiet=quiet,
-                      reporter=None)
+                      reporter=None, accept="better")
     result = trainer.fit()
     graph = to_networkx(flow.forward(val[0].input["review"]))
     report = out_dir / "report.html"
