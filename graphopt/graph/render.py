@@ -56,11 +56,19 @@ def truncate(text: str, limit: int, *, keep: str = "middle") -> str:
     return text[:head] + marker + text[len(text) - room // 2:]
 
 
+class _Shortener(reprlib.Repr):
+    """``reprlib`` with tensors shown without autograd state (``grad_fn``, ``requires_grad``):
+    not part of the value, and absent once a run is shipped back from another process."""
+
+    def repr_Tensor(self, value: Any, level: int) -> str:  # noqa: N802 (reprlib's dispatch name)
+        return repr(value.detach())
+
+
 def show(value: Any, limit: int) -> str:
     """``value`` as a bounded one-line text: strings quoted, containers abbreviated."""
     if isinstance(value, str):
         return repr(truncate(value, max(limit - 2, 1)))
-    shortener = reprlib.Repr()
+    shortener = _Shortener()
     shortener.maxstring = shortener.maxother = shortener.maxlong = max(limit, 12)
     shortener.maxlist = shortener.maxtuple = shortener.maxdict = shortener.maxset = 12
     try:

@@ -30,7 +30,7 @@ from graphopt.runtime.executor import Executor, ThreadExecutor, WorkerLost
 from graphopt.runtime.traced import unpack
 from graphopt.train.cache import EvalCache, Outcome
 from graphopt.train.data import Example
-from graphopt.train.remote import RemoteEvaluation, Shipped, outcome_of
+from graphopt.train.remote import RemoteEvaluation, Shipped, carried, outcome_of
 from graphopt.train.values import values_hash
 
 Metric = Callable[[Example, Any], Any]
@@ -161,10 +161,12 @@ class Runner:
         if isinstance(result, WorkerLost):
             feedback = self._failure(result, "")
             return outcome_of(feedback, None), Run(example, None, feedback) if traced else None
-        outcome, feedback, packed = result
+        outcome, feedback, packed, grads = result
         if feedback is None:
             return outcome, None
         output = unpack(packed, self.params) if packed is not None else None
+        if grads and output is not None:  # torch autograd ran on the worker: its grads flow here
+            output, feedback = carried(output, feedback, grads, self.params)
         return outcome, Run(example, output, feedback)
 
     def forward(self, examples: Sequence[Example]) -> list[Run]:

@@ -5,6 +5,11 @@ The workflow's and the metric's own modules are pickled by value with them (clou
 the params the workflow uses on the worker are the very ones that travelled, holding the values
 being scored, and a script or test module need not be importable on the workers; everything
 those modules import (graphopt, the user's libraries) must be.
+
+Torch autograd runs data-parallel: a training run whose feedback carries a loss (or whose output
+is a scalar tensor requiring grad) runs its ``backward`` on the worker, onto the worker's copies
+of the tensor params, and each param's ``.grad`` comes back by name. ``carried`` turns them into
+a loss on the driver whose ``backward`` adds them to the driver's params' ``.grad``.
 """
 
 from __future__ import annotations
@@ -12,17 +17,19 @@ from __future__ import annotations
 import importlib
 import pickle
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from graphopt.feedback.feedback import Feedback
-from graphopt.graph.node import Node
+from graphopt.graph.kinds import is_tensor
+from graphopt.graph.node import Node, Param
 from graphopt.runtime.traced import pack
 from graphopt.train.cache import EvalCache, Outcome, describe_json
 from graphopt.train.data import Example
 
-Shipped = tuple[Outcome, Feedback | None, bytes | None]
+Grads = dict[str, torch.Tensor]
+Shipped = tuple[Outcome, Feedback | None, bytes | None, Grads | None]
 
 
 def _modules(*functions: Any) -> list[str]:
@@ -45,7 +52,8 @@ def outcome_of(feedback: Feedback, prediction: Any) -> Outcome:
 
 
 class RemoteEvaluation:
-    """Called on a worker as ``task(example, traced)``; returns ``(outcome, feedback, packed)``.
+    """Called on a worker as ``task(example, traced)``; returns ``(outcome, feedback, packed,
+    grads)``, the last three ``None`` for a run not traced (``grads`` also when no loss).
 
     Built from the driver's runner; what travels is its class, workflow, metric, params and
     error score, and the worker runs each example on a fresh single-threaded runner of them.
@@ -79,6 +87,65 @@ class RemoteEvaluation:
         prediction = run.output.value if isinstance(run.output, Node) else run.output
         outcome = outcome_of(run.feedback, prediction)
         if not traced:
-            return outcome, None, None
-        packed = pack(run.output, self.runner.params) if isinstance(run.output, Node) else None
-        return outcome, run.feedback, packed
+            return outcome, None, None, None
+        if not isinstance(run.output, Node):
+            return outcome, _detached(run.feedback), None, None
+        grads = _backward_here(run.output, run.feedback, self.runner.params)
+        return outcome, _detached(run.feedback), pack(run.output, self.runner.params), grads
+
+
+def _backward_here(output: Node, feedback: Feedback, params: Mapping[str, Param]) -> Grads | None:
+    """Torch autograd of this run onto the worker's tensor params, as ``backward`` would run it
+    on the driver: each param's gradient by name (``None``: no loss with grad)."""
+    loss = feedback.loss
+    if loss is None and is_tensor(output.value) and output.value.numel() == 1:
+        loss = output.value
+    if loss is None or not loss.requires_grad:
+        return None
+    tensors = {name: p.value for name, p in params.items()
+               if isinstance(p.value, torch.Tensor) and p.value.requires_grad}
+    for tensor in tensors.values():
+        tensor.grad = None  # this run's own gradient: a chunk runs several examples on one copy
+    with torch.enable_grad():
+        loss.backward()
+    return {name: tensor.grad for name, tensor in tensors.items() if tensor.grad is not None}
+
+
+def _detached(feedback: Feedback) -> Feedback:
+    """``feedback`` with its loss detached: a tensor in a graph does not pickle."""
+    if feedback.loss is None or not feedback.loss.requires_grad:
+        return feedback
+    return feedback.model_copy(update={"loss": feedback.loss.detach()})
+
+
+class _Carried(torch.autograd.Function):
+    """A loss computed on a worker: its value, and on backward the gradients found there."""
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor, grads: tuple[torch.Tensor, ...],
+                *tensors: torch.Tensor) -> torch.Tensor:
+        ctx.grads = tuple(g.to(device=t.device, dtype=t.dtype) for g, t in zip(grads, tensors))
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:
+        return (None, None, *(g * upstream for g in ctx.grads))
+
+
+def carried(output: Node, feedback: Feedback, grads: Grads, params: Mapping[str, Param]
+            ) -> tuple[Node, Feedback]:
+    """The rebuilt run's output and feedback, its loss (the feedback's, else the output's value)
+    now one whose ``backward`` adds ``grads`` to the driver's params of those names."""
+    for name in grads:
+        if name not in params or not isinstance(params[name].value, torch.Tensor):
+            raise KeyError(f"a run on a worker sent a gradient for param {name!r}, which is not a "
+                           f"tensor param on the driver")
+    names = list(grads)
+    tensors = [params[n].value for n in names]
+    source = feedback.loss if feedback.loss is not None else output.value
+    with torch.enable_grad():
+        loss = _Carried.apply(source.detach(), tuple(grads[n] for n in names), *tensors)
+    if feedback.loss is not None:
+        return output, feedback.model_copy(update={"loss": loss})
+    object.__setattr__(output, "value", loss)
+    return output, feedback

@@ -237,3 +237,51 @@ def test_a_run_stopped_on_ray_resumes_on_a_fresh_cluster_as_it_does_on_threads(c
     assert comparable(results["ray"])["best_values"] == comparable(results["threads"])["best_values"]
     assert comparable(results["ray"]) == {**comparable(results["threads"]),
                                           "checkpoint": str(tmp_path / "ray.ckpt")}
+
+
+class Hybrid(go.Module):
+    """A tensor param trained by torch Adam and a text param trained by optoprime."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.w = go.param(torch.zeros(2, requires_grad=True), name="w")
+        self.style = go.param("quiet", name="style")
+
+    @go.op
+    def answer(self, w: Any, style: str, x: list[float], text: str) -> tuple[Any, str]:
+        import torch
+
+        word = text.upper() if "specific" in style.lower() else text
+        return (w * torch.tensor(x)).sum(), word
+
+    def forward(self, x: list[float], text: str) -> go.Node:
+        return self.answer(self.w, self.style, x, text)
+
+
+def fitted(example: Any, prediction: Any) -> go.Feedback:
+    value, word = prediction
+    loss = (value - example.target[0]) ** 2
+    text = None if word == example.target[1] else f"expected {example.target[1]!r}, got {word!r}"
+    return go.Feedback(loss=loss, text=text)
+
+
+def test_torch_adam_trains_tensor_params_on_ray_as_on_threads_with_text_feedback_alongside(cluster):
+    import torch
+
+    data = [{"id": f"h{i}", "input": {"x": x, "text": t}, "target": [y, t.upper()]}
+            for i, (x, y, t) in enumerate([([1.0, 2.0], 3.0, "a"), ([2.0, 1.0], 3.0, "b"),
+                                           ([1.0, 1.0], 2.0, "c"), ([3.0, 1.0], 4.0, "d")])]
+    runs = {}
+    for executor in ("threads", "ray"):
+        flow = Hybrid()
+        opts = [go.optimizer("torch", [flow.w], algorithm="Adam", lr=0.1),
+                go.optimizer("optoprime", [flow.style], llm=scripted_client(specific))]
+        result = Trainer(flow, data, metric=fitted, optimizers=opts, batch_size=2, epochs=2, seed=0,
+                         quiet=True, restore_best=False, executor=executor).fit()
+        runs[executor] = (flow, comparable(result))
+    (local, on_threads), (remote, on_ray) = runs["threads"], runs["ray"]
+    assert not torch.equal(remote.w.value, torch.zeros(2))  # gradients came back from the workers
+    assert torch.allclose(remote.w.value, local.w.value, rtol=0, atol=1e-6)
+    assert remote.style.value == local.style.value != "quiet"  # text feedback flowed too
+    assert on_ray == on_threads

@@ -6,6 +6,8 @@ import json
 import pickle
 from typing import Any, Callable, Sequence
 
+import torch
+
 import graphopt as go
 from graphopt.llm.scripted import follow_schema, scripted_client
 from graphopt.runtime.executor import WorkerLost
@@ -85,3 +87,57 @@ def test_a_run_through_a_shipping_executor_equals_the_run_on_threads():
     assert shipped == run("threads")
     assert shipping.batches > 0
     assert shipped[0]["best_values"] == {"style": "Be specific."}  # backward reached the driver's param
+
+
+class Hybrid(go.Module):
+    """A tensor param (trained by torch) and a text param (trained from text feedback)."""
+
+    def __init__(self) -> None:
+        self.w = go.param(torch.zeros(2, requires_grad=True), name="w")
+        self.style = go.param("quiet", name="style")
+
+    @go.op
+    def answer(self, w: Any, style: str, x: list[float], text: str) -> tuple[Any, str]:
+        word = text.upper() if "specific" in style.lower() else text
+        return (w * torch.tensor(x)).sum(), word
+
+    def forward(self, x: list[float], text: str) -> go.Node:
+        return self.answer(self.w, self.style, x, text)
+
+
+HYBRID = [{"id": f"h{i}", "input": {"x": x, "text": t}, "target": [y, t.upper()]}
+          for i, (x, y, t) in enumerate([([1.0, 2.0], 3.0, "a"), ([2.0, 1.0], 3.0, "b"),
+                                         ([1.0, 1.0], 2.0, "c"), ([3.0, 1.0], 4.0, "d")])]
+
+
+def fitted(example: Any, prediction: Any) -> go.Feedback:
+    value, word = prediction
+    loss = (value - example.target[0]) ** 2
+    if word == example.target[1]:
+        return go.Feedback(loss=loss)
+    return go.Feedback(loss=loss, text=f"expected {example.target[1]!r}, got {word!r}")
+
+
+def hybrid_run(executor: Any) -> tuple[Any, Any]:
+    """A torch Adam on ``w`` and optoprime on ``style``; the trained ``w`` and the history."""
+    flow = Hybrid()
+    opts = [go.optimizer("torch", [flow.w], algorithm="Adam", lr=0.1),
+            go.optimizer("optoprime", [flow.style], llm=scripted_client(specific))]
+    trainer = Trainer(flow, HYBRID, metric=fitted, optimizers=opts, batch_size=2, epochs=3, seed=0,
+                      quiet=True, restore_best=False, executor=executor)
+    result = trainer.fit()
+    data = result.model_dump(mode="json")
+    for record in data["history"]:
+        record.pop("time"), record.pop("seconds")
+    return flow, data
+
+
+def test_torch_gradients_of_runs_shipped_to_workers_reach_the_drivers_tensor_params():
+    local, on_threads = hybrid_run("threads")
+    shipping = PickledExecutor()
+    remote, shipped = hybrid_run(shipping)
+    assert shipping.batches > 0
+    assert not torch.equal(remote.w.value, torch.zeros(2))  # Adam moved w from grads sent back
+    assert torch.allclose(remote.w.value, local.w.value, rtol=0, atol=1e-6)
+    assert remote.style.value == local.style.value == "Be specific."  # text feedback still flows
+    assert shipped == on_threads
