@@ -6,7 +6,9 @@ items in chunks, about four per CPU of the cluster (``chunk`` items each when gi
 per-task cost is paid per chunk; Ray re-runs a chunk whose worker process died, up to
 ``max_retries`` times, and the items of a chunk lost every time each become a ``WorkerLost``
 in their slot so the run goes on. Budgets
-active on the driver are enforced across the workers by a ledger actor (``runtime.budgets``).
+active on the driver are enforced across the workers by a ledger actor (``runtime.budgets``);
+the model calls a chunk recorded on its worker (reply-cache hits included) come back with its
+results and are added to the driver's usage ledger (``runtime.usage``).
 Ray is imported only when an executor is first used.
 """
 
@@ -18,7 +20,8 @@ import os
 import uuid
 from typing import Any, Callable, Sequence
 
-from graphopt.llm.ledger import active_budgets, budget
+from graphopt.llm.ledger import UsageRecord, active_budgets, budget
+from graphopt.runtime import usage
 from graphopt.runtime.budgets import BudgetService, RemoteBudget, replay, standing
 from graphopt.runtime.executor import WorkerLost
 
@@ -31,11 +34,14 @@ def _ray() -> Any:
 
 
 def _call(function: Callable[..., Any], budgets: tuple[RemoteBudget, ...],
-          items: Sequence[tuple[Any, ...]]) -> list[Any]:
+          items: Sequence[tuple[Any, ...]]) -> tuple[list[Any], list[UsageRecord]]:
+    """A chunk's results, and the model calls (reply-cache hits included) it recorded here."""
+    start = usage.mark()
     with contextlib.ExitStack() as stack:
         for limits in budgets:
             stack.enter_context(budget(limits))
-        return [function(*item) for item in items]
+        results = [function(*item) for item in items]
+    return results, usage.since(start)
 
 
 class RayExecutor:
@@ -100,13 +106,16 @@ class RayExecutor:
         results: list[Any] = []
         for future, chunk in zip(futures, chunks):
             try:
-                results.extend(ray.get(future))
+                done, spent = ray.get(future)
             except lost as err:
                 results.extend(WorkerLost(f"worker died {self.max_retries + 1} times running this "
                                           f"evaluation: {type(err).__name__}") for _ in chunk)
             except ray.exceptions.RayTaskError as err:
                 ray.wait(futures, num_returns=len(futures))  # the others end (and settle) first
                 raise err.as_instanceof_cause() from None
+            else:
+                results.extend(done)
+                usage.add(spent)  # the workers' calls count in this process's usage, as on threads
         return results
 
     def close(self) -> None:

@@ -285,3 +285,46 @@ def test_torch_adam_trains_tensor_params_on_ray_as_on_threads_with_text_feedback
     assert torch.allclose(remote.w.value, local.w.value, rtol=0, atol=1e-6)
     assert remote.style.value == local.style.value != "quiet"  # text feedback flowed too
     assert on_ray == on_threads
+
+
+class CachedAsker(go.Module):
+    """One model call per example through a reply cache in ``directory``, on the worker."""
+
+    def __init__(self, directory: str) -> None:
+        self.instruction = go.param("Answer.", name="instruction")
+        self.directory = directory
+
+    @go.op
+    def ask(self, instruction: str, text: str) -> str:
+        from graphopt.llm.cache import ReplyCache
+        from graphopt.llm.client import Client
+        from graphopt.llm.config import load_settings
+        from graphopt.llm.registry import usage_ledger
+        from graphopt.llm.scripted import ScriptedBackend
+
+        model = "scripted/model"
+        client = Client(model, ScriptedBackend(model, lambda messages, params: "positive"),
+                        settings=load_settings(model=model, retries=0, backoff=0.0),
+                        cache=ReplyCache(self.directory), ledger=usage_ledger())
+        return client.complete([{"role": "user", "content": f"{instruction} {text}"}], max_tokens=4).text
+
+    def forward(self, text: str) -> go.Node:
+        return self.ask(self.instruction, text)
+
+
+def test_reply_cache_hits_on_workers_count_in_the_drivers_usage_as_on_threads(cluster, tmp_path):
+    from graphopt.llm.registry import usage_ledger
+
+    counts = {}
+    for executor in ("threads", "ray"):
+        flow = CachedAsker(str(tmp_path / executor))  # each executor its own reply cache
+        ledger = usage_ledger()
+        before = ledger.totals()
+        runs = [go.evaluate(flow, TRAIN, exact, cache=EvalCache(), executor=executor).usage
+                for _ in range(2)]  # a fresh evaluation cache: the second run asks the model again
+        assert (runs[1].calls, runs[1].cached_calls) == (0, len(TRAIN))  # every reply from the cache
+        after = ledger.totals()
+        counts[executor] = ([(u.calls, u.cached_calls, u.tokens) for u in runs],
+                            {k: after[k] - before[k] for k in after})
+    assert counts["ray"] == counts["threads"]
+    assert counts["ray"][1]["calls"] == len(TRAIN) and counts["ray"][1]["cached_calls"] == len(TRAIN)
