@@ -11,7 +11,7 @@ from .blocks import DOCS, python_blocks, run_block
 from .conftest import embedded_model_env
 
 OWN_TEST = {"first-agent.md": "tests/docs/test_first_agent.py"}
-EMBEDDED = {"first-agent-async.md", "gradients.md"}
+EMBEDDED = {"first-agent-async.md", "gradients.md", "llm.md"}
 
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")
                if python_blocks(p) and p.relative_to(DOCS).as_posix() not in OWN_TEST)
