@@ -314,13 +314,21 @@ def _blame(plugin: object, module: str, err: BaseException,
     if filename is not None:
         lines = [lineno for frame, lineno in frames if frame.f_code.co_filename == filename]
         return filename, (lines[-1] if lines else 1), module_name
+    machinery = ("<", _OWN_DIR, _IMPORTLIB_DIR, *_backport_dirs())
     for frame, lineno in reversed(frames):  # the innermost frame outside the import machinery
         name = frame.f_code.co_filename
-        if not name.startswith(("<", _OWN_DIR, _IMPORTLIB_DIR)):
+        if not name.startswith(machinery):
             return name, lineno, module_name
     if declared_in is not None:  # the module itself could not be found: blame its declaration
         return declared_in[0], declared_in[1], module_name
     return f"<entry point {module_name}>", 1, module_name
+
+
+def _backport_dirs() -> tuple[str, ...]:
+    """The ``importlib_metadata`` backport's folder once something imported it: its finder then
+    serves entry points too, and their ``load()`` runs from there."""
+    backport = getattr(sys.modules.get("importlib_metadata"), "__file__", None)
+    return (os.path.dirname(os.path.abspath(backport)),) if backport else ()
 
 
 def _entry_points_file(ep: Any) -> tuple[str, int] | None:

@@ -213,6 +213,13 @@ def test_missing_module_warning_points_at_the_entry_point_declaration(site):
     assert Path(warning.filename) == info / "entry_points.txt" and warning.lineno == 3
 
 
+def test_missing_module_is_blamed_at_its_declaration_when_the_backport_finder_serves_it(site):
+    # Once a dependency imports importlib_metadata, its finder yields the entry points and
+    # their load() runs from the backport's folder: that is machinery, not the plugin.
+    pytest.importorskip("importlib_metadata")
+    test_missing_module_warning_points_at_the_entry_point_declaration(site)
+
+
 def test_a_package_raising_at_import_is_blamed_at_its_own_line(site):
     package = site / "bad_pkg"
     package.mkdir()

@@ -100,7 +100,7 @@ CASES: list[tuple[str, str, type[BaseException], str]] = [
      r"the result is a builtins\.object, which is not data"),
     ("deep_result", "v = []\nfor _ in range(100000):\n    v = [v]\nreturn v", CannotCross, r"nested deeper than"),
     ("huge_result", "return 'x' * (3 << 20)", CannotCross, r"over the limit of 1 MB"),
-    ("protocol_garbage", "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'\\xff' * 64)\n"
+    ("protocol_garbage", "import os\nfor fd in range(3, 65536):\n    try:\n        os.write(fd, b'\\xff' * 64)\n"
      "    except OSError:\n        pass\nreturn 1", SandboxError, r"broke the protocol"),
 ]
 IDS = [f"{i:02d}of{len(CASES)}-{name}" for i, (name, *_) in enumerate(CASES, 1)]
