@@ -21,8 +21,10 @@ import uuid
 from typing import Any, Callable, Sequence
 
 from graphopt.llm.ledger import UsageRecord, active_budgets, budget
+from graphopt.llm.local.runtime import engines_from
 from graphopt.runtime import usage
 from graphopt.runtime.budgets import BudgetService, RemoteBudget, replay, standing
+from graphopt.runtime.engines import node_engine
 from graphopt.runtime.executor import WorkerLost
 
 
@@ -38,6 +40,7 @@ def _call(function: Callable[..., Any], budgets: tuple[RemoteBudget, ...],
     """A chunk's results, and the model calls (reply-cache hits included) it recorded here."""
     start = usage.mark()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(engines_from(node_engine))  # the embedded model once per node
         for limits in budgets:
             stack.enter_context(budget(limits))
         results = [function(*item) for item in items]

@@ -328,3 +328,31 @@ def test_reply_cache_hits_on_workers_count_in_the_drivers_usage_as_on_threads(cl
                             {k: after[k] - before[k] for k in after})
     assert counts["ray"] == counts["threads"]
     assert counts["ray"][1]["calls"] == len(TRAIN) and counts["ray"][1]["cached_calls"] == len(TRAIN)
+
+
+class LocalAsker(go.Module):
+    """One call to the embedded model per example; says how many engines its process holds."""
+
+    def __init__(self) -> None:
+        self.instruction = go.param("Say hi.", name="instruction")
+
+    @go.op
+    def ask(self, instruction: str, text: str) -> str:
+        from graphopt.llm.local import runtime
+
+        reply = go.llm.get("local/smollm2").complete(
+            [{"role": "user", "content": f"{instruction} {text}"}], max_tokens=2, cache=False)
+        return f"{len(runtime._engines)}|{reply.text}"
+
+    def forward(self, text: str) -> go.Node:
+        return self.ask(self.instruction, text)
+
+
+def test_the_embedded_model_loads_once_per_node_in_an_actor_not_in_each_worker(cluster):
+    result = go.evaluate(LocalAsker(), TRAIN, lambda example, prediction: 1.0, executor="ray")
+    outputs = [json.loads(e.output) for e in result.examples]
+    assert all(e.error is None for e in result.examples), [e.error for e in result.examples]
+    assert all(o.startswith("0|") and len(o) > 2 for o in outputs), outputs  # no worker loaded it
+    engines = [n for n in ray.util.list_named_actors() if n.startswith("graphopt-engine-")]
+    assert len(engines) == 1, engines  # one for the node, serving both workers
+    ray.kill(ray.get_actor(engines[0]))

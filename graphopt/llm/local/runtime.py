@@ -6,11 +6,13 @@ and every client of ``local/smollm2`` shares it; requests from all of them batch
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib.util
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -22,6 +24,8 @@ from graphopt.llm.local.llamacpp import LlamaCppEngine
 
 _engines: dict[tuple[str, str, Path], Any] = {}
 _engines_lock = threading.Lock()
+_host: contextvars.ContextVar[Callable[[LLMSettings], Any] | None] = contextvars.ContextVar(
+    "graphopt_engine_host", default=None)
 
 
 def configure_threads(settings: LLMSettings) -> None:
@@ -67,8 +71,23 @@ def _build(backend: str, device: str, settings: LLMSettings) -> Any:
                   batch_wait_ms=settings.batch_wait_ms)
 
 
+@contextlib.contextmanager
+def engines_from(host: Callable[[LLMSettings], Any]) -> Iterator[None]:
+    """Within the block, ``shared_engine`` takes its engine from ``host(settings)`` instead of
+    loading one in this process (Ray workers: one engine per node, in an actor)."""
+    token = _host.set(host)
+    try:
+        yield
+    finally:
+        _host.reset(token)
+
+
 def shared_engine(settings: LLMSettings) -> Any:
-    """The process's engine for these settings, loaded on first use."""
+    """The process's engine for these settings, loaded on first use (or the host's, in
+    ``engines_from``)."""
+    host = _host.get()
+    if host is not None:
+        return host(settings)
     backend = pick_backend(settings.local_backend)
     device = pick_device(settings.device)
     key = (backend, device, settings.model_cache_dir.expanduser().resolve())
