@@ -141,3 +141,23 @@ def test_torch_gradients_of_runs_shipped_to_workers_reach_the_drivers_tensor_par
     assert torch.allclose(remote.w.value, local.w.value, rtol=0, atol=1e-6)
     assert remote.style.value == local.style.value == "Be specific."  # text feedback still flows
     assert shipped == on_threads
+
+
+def test_a_workflow_whose_output_is_its_loss_trains_its_tensor_param_through_a_shipping_executor():
+    def run(executor: Any) -> torch.Tensor:
+        w = go.param(torch.zeros(2, requires_grad=True), name="w")
+
+        @go.op
+        def squared_error(w: Any, x: list[float], y: float) -> Any:
+            return ((w * torch.tensor(x)).sum() - y) ** 2
+
+        data = [{"id": f"s{i}", "input": {"x": x, "y": y}, "target": None}
+                for i, (x, y) in enumerate([([1.0, 2.0], 3.0), ([2.0, 1.0], 3.0), ([1.0, 1.0], 2.0)])]
+        Trainer(lambda x, y: squared_error(w, x, y), data, metric=lambda e, p: go.Feedback(score=-float(p.detach())),
+                optimizers=[go.optimizer("torch", [w], algorithm="SGD", lr=0.05)], batch_size=3,
+                epochs=2, quiet=True, restore_best=False, executor=executor).fit()
+        return w.value.detach()
+
+    on_threads = run("threads")
+    assert not torch.equal(on_threads, torch.zeros(2))
+    assert torch.allclose(run(PickledExecutor()), on_threads, rtol=0, atol=1e-6)
