@@ -1,7 +1,7 @@
 """Every python block in docs/ runs as written, page by page, in one namespace per page (as a
 reader runs them in order), in a temporary folder. A block the page marks
 ``<!-- not run: reason -->`` is skipped, with the reason shown; pages that reach the embedded
-model are marked slow; docs/first-agent.md has its own step-by-step test."""
+model or start Ray are marked slow; docs/first-agent.md has its own step-by-step test."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from .conftest import embedded_model_env
 
 OWN_TEST = {"first-agent.md": "tests/docs/test_first_agent.py"}
 EMBEDDED = {"first-agent-async.md", "gradients.md", "llm.md"}
+STARTS_RAY = {"ray.md"}
 
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")
                if python_blocks(p) and p.relative_to(DOCS).as_posix() not in OWN_TEST)
 
 
 def page_param(page: str):
-    return pytest.param(page, id=page, marks=[pytest.mark.slow] if page in EMBEDDED else [])
+    return pytest.param(page, id=page, marks=[pytest.mark.slow] if page in EMBEDDED | STARTS_RAY else [])
 
 
 @pytest.mark.parametrize("page", [page_param(p) for p in PAGES])
