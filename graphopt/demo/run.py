@@ -1,10 +1,10 @@
 """``run_demo``: optimize ``ReviewTriage`` over the bundled reviews and report before and after.
 
 Three optimizers share the run: ``torch`` trains the head, ``fewshot`` fills the demonstrations,
-``optoprime`` (or ``evolution``) revises the instruction. A new instruction or set of demos is
-kept only when it scores strictly better on the step's minibatch (``accept="better"``), so on a
-tie the 135M model's text stays out. Replies and evaluations are cached under the cache
-directory, so a second run makes (nearly) no model calls.
+``optoprime`` (or ``evolution``) revises the instruction. New demos are kept when they score no
+worse on the step's minibatch; a new instruction only when it scores strictly better
+(``accept="better"``), so on a tie the 135M model's text stays out. Replies and evaluations are
+cached under the cache directory, so a second run makes (nearly) no model calls.
 """
 
 from __future__ import annotations
@@ -62,8 +62,10 @@ def instruction_optimizer(flow: ReviewTriage, client: Any, search: str) -> Optim
     if search == "auto":
         search = "optoprime" if "optoprime" in available() else "evolution"
     if search == "optoprime":
-        return optimizer("optoprime", [flow.instruction], llm=client, max_prompt_tokens=700,
-                         max_tokens=96, max_runs=2)
+        chosen = optimizer("optoprime", [flow.instruction], llm=client, max_prompt_tokens=700,
+                           max_tokens=96, max_runs=2)
+        chosen.accept = "better"  # the gate's mode for this optimizer (Trainer(accept=...) for all)
+        return chosen
     return optimizer("evolution", [flow.instruction], llm=client, population=2, offspring=1,
                      block_size=4, max_tokens=48, seed=0)
 
@@ -89,7 +91,7 @@ def run_demo(*, quick: bool = False, model: str | None = None,
                       epochs=1 if quick else 2, batch_size=4 if quick else 8, seed=0, concurrency=8,
                       cache=EvalCache(settings.cache_dir / "eval"), namespace=NAMESPACE,
                       checkpoint=checkpoint, history=out_dir / "history.jsonl", quiet=quiet,
-                      reporter=None, accept="better")
+                      reporter=None)
     result = trainer.fit()
     graph = to_networkx(flow.forward(val[0].input["review"]))
     report = out_dir / "report.html"

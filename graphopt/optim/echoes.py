@@ -17,6 +17,8 @@ from graphopt.llm.protocol import Message
 # A line standing for dropped ops (``graph/render.py``), or the op counts inside it.
 _OMITTED = re.compile(r"…\s*\d+\s+ops?\s+omitted|\b\d+\s+ops?\s+omitted\b", re.I)
 _OP_COUNTS = re.compile(r"^[\w.<>]+\s*×\s*\d+(\s*,\s*[\w.<>]+\s*×\s*\d+)*(\s+and\s+\d+\s+other\s+ops)?$")
+# One "op ×count" entry of that line anywhere in a value: no prompt of a person's reads so.
+_OP_COUNT = re.compile(r"[A-Za-z_][\w.<>]*\.[\w<>]+\s*×\s*\d+")
 _WORD = re.compile(r"[^\W_]+")
 # A name as code spells it (``ReviewTriage.score``, ``parse_reply``, ``label()``): a prompt's op
 # and variable names, never a prompt of its own when it is the whole value.
@@ -70,7 +72,7 @@ class Scaffold:
             return "empty value"
         if isinstance(current, str) and value.strip() == current.strip():
             return "same as the current value"
-        if _OMITTED.search(value) or _OP_COUNTS.match(value.strip()):
+        if _OMITTED.search(value) or _OP_COUNTS.match(value.strip()) or _OP_COUNT.search(value):
             return "copies the prompt's omitted-ops marker"
         if value.strip().removesuffix("()") in self.code_names:
             return "copies an op or variable name of the prompt"

@@ -296,6 +296,8 @@ def test_bad_options_are_refused(params, plugin_manager, option, value):
     ("   ", "empty value"),
     ("Be brief.\n", "same as the current value"),
     ("reply.split()", "copies an op or variable name of the prompt"),
+    ("The review is positive. 1.2042, -2.0, ReviewTriage.label ×1, ReviewTriage.label ×1,",
+     "copies the prompt's omitted-ops marker"),
 ])
 def test_scaffolding_echo_is_refused_before_evaluation(params, plugin_manager, echo, why):
     prompt, top_k, mode = params
