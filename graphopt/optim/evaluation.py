@@ -102,6 +102,23 @@ class EvaluationMemo:
         self.entries = OrderedDict((str(k), v) for k, v in data["entries"])
 
 
+class Counted:
+    """Mixin for optimizers that evaluate through an ``EvaluationMemo`` named ``memo``: how many
+    closure runs they made and how many distinct values those were."""
+
+    memo: EvaluationMemo
+
+    @property
+    def evaluations(self) -> int:
+        """Closure runs made through the memo (steps scored by feedback alone are not counted)."""
+        return self.memo.evaluations
+
+    @property
+    def distinct_points(self) -> int:
+        """Distinct values among ``evaluations``."""
+        return self.memo.distinct_points
+
+
 def point_key(values: Mapping[Param, Any], names: Mapping[Param, str], example: int = 0) -> str:
     """A digest of ``values`` (by parameter name: its JSON form, tensors by their bytes) and
     ``example``: equal for equal values, whatever their order."""

@@ -27,7 +27,7 @@ from graphopt.graph.node import Param
 from graphopt.graph.space import Choice
 from graphopt.llm.client import Client
 from graphopt.optim import racing, rewrite
-from graphopt.optim.evaluation import Evaluation, EvaluationMemo, as_evaluation
+from graphopt.optim.evaluation import Counted, Evaluation, EvaluationMemo, as_evaluation
 from graphopt.optim.objective import distinct_feedback
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.optim.surrogate import Surrogate, make_surrogate
@@ -36,7 +36,7 @@ from graphopt.plugins.manager import PluginManager, hookimpl
 Values = dict[str, Any]
 
 
-class Evolution(Optimizer):
+class Evolution(Counted, Optimizer):
     """Evolutionary search with racing over text, code and hyperparameters.
 
     ``llm`` (a model string or a client; default ``$GRAPHOPT_MODEL``) writes mutations and
@@ -96,16 +96,6 @@ class Evolution(Optimizer):
         if self._client is None:
             self._client = rewrite.resolve_client(self.llm, tag=self.name)
         return self._client
-
-    @property
-    def evaluations(self) -> int:
-        """Closure runs made through the memo (a plain closure's calls)."""
-        return self.memo.evaluations
-
-    @property
-    def distinct_points(self) -> int:
-        """Distinct values among ``evaluations``."""
-        return self.memo.distinct_points
 
     # -- one step -----------------------------------------------------------------------------
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:

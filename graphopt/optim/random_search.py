@@ -7,13 +7,14 @@ from typing import Any, Callable, Mapping
 
 from graphopt.errors import OptimizerStepError
 from graphopt.graph.node import Param
-from graphopt.optim.evaluation import EvaluationMemo, current_values, is_evaluation, point_key
+from graphopt.optim.evaluation import (Counted, EvaluationMemo, current_values, is_evaluation,
+                                       point_key)
 from graphopt.optim.objective import distinct_feedback, mean_score, to_loss
 from graphopt.optim.optimizer import Optimizer, ParamsArg
 from graphopt.plugins.manager import PluginManager, hookimpl
 
 
-class RandomSearch(Optimizer):
+class RandomSearch(Counted, Optimizer):
     """Scores the current values by the mean feedback score, remembers the best, samples anew.
 
     Losses count as negated scores. ``best`` holds the best values seen and their score; a step
@@ -35,16 +36,6 @@ class RandomSearch(Optimizer):
 
     def check_param(self, name: str, target: Param) -> None:
         self.require_space(name, target)
-
-    @property
-    def evaluations(self) -> int:
-        """Closure runs (steps scored by feedback are not counted)."""
-        return self.memo.evaluations
-
-    @property
-    def distinct_points(self) -> int:
-        """Distinct values among ``evaluations``."""
-        return self.memo.distinct_points
 
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
         score = mean_score(distinct_feedback(self.params))

@@ -21,7 +21,7 @@ from graphopt.errors import OptimizerStepError
 from graphopt.graph.kinds import SpaceKind
 from graphopt.graph.node import Param
 from graphopt.graph.space import Int
-from graphopt.optim.evaluation import EvaluationMemo, is_evaluation, point_key
+from graphopt.optim.evaluation import Counted, EvaluationMemo, is_evaluation, point_key
 from graphopt.optim.objective import to_loss
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager, hookimpl
@@ -31,7 +31,7 @@ SHRINK = 0.5
 MAX_GAIN = 0.5  # in unit coordinates: half a range per step at most
 
 
-class SPSA(Optimizer):
+class SPSA(Counted, Optimizer):
     """Zeroth-order optimizer for ``float``/``int`` parameters and tensors.
 
     ``step(closure)``: ``closure()`` runs the workflow with the current values and returns a loss
@@ -67,16 +67,6 @@ class SPSA(Optimizer):
         self.generator = torch.Generator().manual_seed(seed)
         self.memo = EvaluationMemo(memo_size)
         self.tracks: list[Track | None] = [None] * len(self.param_groups)
-
-    @property
-    def evaluations(self) -> int:
-        """Closure runs so far."""
-        return self.memo.evaluations
-
-    @property
-    def distinct_points(self) -> int:
-        """Distinct values among ``evaluations``."""
-        return self.memo.distinct_points
 
     def add_param_group(self, group: Mapping[str, Any]) -> None:
         super().add_param_group(group)

@@ -17,7 +17,8 @@ from optuna.trial import FrozenTrial, TrialState
 from graphopt.errors import OptimizerStepError, ParamValidationError
 from graphopt.feedback.feedback import Feedback
 from graphopt.graph.node import Node, Param
-from graphopt.optim.evaluation import EvaluationMemo, current_values, is_evaluation, point_key
+from graphopt.optim.evaluation import (Counted, EvaluationMemo, current_values, is_evaluation,
+                                       point_key)
 from graphopt.optim.objective import distinct_feedback, mean_score
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager
@@ -29,7 +30,7 @@ from graphopt_optuna.storage import open_storage, trial_from_json, trial_to_json
 DIRECTIONS = ("maximize", "minimize")
 
 
-class OptunaOptimizer(Optimizer):
+class OptunaOptimizer(Counted, Optimizer):
     """Tunes ``int``, ``float`` and ``choice`` params with any Optuna sampler.
 
     Objectives are named, each maximized or minimized; ``"score"`` is read from feedback (the
@@ -73,16 +74,6 @@ class OptunaOptimizer(Optimizer):
         self._pruned = False
         self._next_example = 0
         self._reported = 0
-
-    @property
-    def evaluations(self) -> int:
-        """Runs of a plain closure so far."""
-        return self.memo.evaluations
-
-    @property
-    def distinct_points(self) -> int:
-        """Distinct values among ``evaluations``."""
-        return self.memo.distinct_points
 
     def check_param(self, name: str, target: Param) -> None:
         try:
