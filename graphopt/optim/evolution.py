@@ -36,7 +36,7 @@ from graphopt.plugins.manager import PluginManager, hookimpl
 Values = dict[str, Any]
 
 
-class Evolution(Counted, Optimizer):
+class Evolution(rewrite.RewriteClient, Counted, Optimizer):
     """Evolutionary search with racing over text, code and hyperparameters.
 
     ``llm`` (a model string or a client; default ``$GRAPHOPT_MODEL``) writes mutations and
@@ -88,14 +88,6 @@ class Evolution(Counted, Optimizer):
         self.population: list[dict[str, Any]] = []
         self.last_race: dict[str, Any] = {}
         self.surrogate = make_surrogate(surrogate, self.name)
-        self._client: Client | None = None
-
-    @property
-    def client(self) -> Client:
-        """The LLM client writing edits, made on first use."""
-        if self._client is None:
-            self._client = rewrite.resolve_client(self.llm, tag=self.name)
-        return self._client
 
     # -- one step -----------------------------------------------------------------------------
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:

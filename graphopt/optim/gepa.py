@@ -130,7 +130,7 @@ def merge_values(ancestor: Values, first: Values, second: Values, *, prefer_firs
     return merged
 
 
-class GEPA(Optimizer):
+class GEPA(rewrite.RewriteClient, Optimizer):
     """Reflective evolution of text and code over a Pareto frontier of per-example scores.
 
     ``step(closure)`` needs feedback on the params (their traced runs guide the rewrite) and a
@@ -197,14 +197,6 @@ class GEPA(Optimizer):
         self.merges_done = 0
         self.tried_merges: list[list[int]] = []
         self.last_step: dict[str, Any] = {}
-        self._client: Client | None = None
-
-    @property
-    def client(self) -> Client:
-        """The LLM client writing rewrites, made on first use."""
-        if self._client is None:
-            self._client = rewrite.resolve_client(self.llm, tag=self.name)
-        return self._client
 
     # -- one step -----------------------------------------------------------------------------
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:

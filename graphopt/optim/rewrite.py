@@ -8,7 +8,7 @@ reply that does not fit is simply a candidate that never races.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 from graphopt.graph.node import Param
 from graphopt.llm.client import Client
@@ -30,6 +30,22 @@ def resolve_client(llm: str | Client | None, tag: str) -> Client:
     """``llm`` as a client recording its calls under ``tag`` (a model string, a client, or the default)."""
     client = llm if isinstance(llm, Client) else get(llm)
     return client.with_tag(tag)
+
+
+class RewriteClient:
+    """Mixin for optimizers with an ``llm`` option: ``client``, that model tagged with the
+    optimizer's ``name``, resolved on first use (so building an optimizer loads no model)."""
+
+    llm: str | Client | None
+    name: ClassVar[str]
+    _client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        """The LLM client writing rewrites, made on first use."""
+        if self._client is None:
+            self._client = resolve_client(self.llm, tag=self.name)
+        return self._client
 
 
 def describe_value(target: Param, name: str) -> str:

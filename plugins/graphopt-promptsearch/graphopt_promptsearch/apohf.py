@@ -30,12 +30,12 @@ from graphopt.plugins import PluginManager
 from graphopt_promptsearch.common import (
     Values, mutation_request, rewrite_value, rng_state, set_rng_state,
 )
-from graphopt_promptsearch.judge import Judge, as_judge, compare
+from graphopt_promptsearch.judge import Judge, PairJudged, compare
 from graphopt_promptsearch.preference import PreferenceModel
 from graphopt_promptsearch.spo import outputs_of
 
 
-class APOHF(Optimizer):
+class APOHF(PairJudged, Optimizer):
     """Dueling-bandit search over candidates, learning a preference model from judgements.
 
     ``judge``: ``"cli"`` (default: a person answers at the terminal), ``"llm"`` (the optimizer's
@@ -72,20 +72,6 @@ class APOHF(Optimizer):
         self.candidates: list[Values] = []
         self.judgements: list[tuple[int, int, float]] = []
         self.model = PreferenceModel(l2=l2)
-        self._client: Client | None = None
-        self._judge: Judge | None = None
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = rewrite.resolve_client(self.llm, tag=self.name)
-        return self._client
-
-    @property
-    def pair_judge(self) -> Judge:
-        if self._judge is None:
-            self._judge = as_judge(self.judge_option, lambda: self.client, self.requirements)
-        return self._judge
 
     # -- the model ----------------------------------------------------------------------------
     def utilities(self) -> list[float]:

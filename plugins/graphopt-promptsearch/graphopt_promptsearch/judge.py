@@ -14,6 +14,7 @@ from typing import Any, Callable
 from graphopt.feedback.feedback import Feedback
 from graphopt.graph.render import show_block, truncate
 from graphopt.llm.client import Client
+from graphopt.optim.rewrite import RewriteClient
 
 Judge = Callable[[Any, Any], Any]
 
@@ -96,3 +97,19 @@ def compare(judge: Judge, first: Any, second: Any, *, swap: bool = True) -> floa
     if not swap:
         return forward
     return (forward + 1.0 - preference_of(judge(second, first))) / 2
+
+
+class PairJudged(RewriteClient):
+    """Mixin for optimizers with ``judge_option`` and ``requirements``: ``pair_judge``, the
+    pairwise judge (``as_judge``), made on first use over the optimizer's own ``client``."""
+
+    judge_option: str | Judge
+    requirements: str
+    _judge: Judge | None = None
+
+    @property
+    def pair_judge(self) -> Judge:
+        """The pairwise judge, made on first use."""
+        if self._judge is None:
+            self._judge = as_judge(self.judge_option, lambda: self.client, self.requirements)
+        return self._judge

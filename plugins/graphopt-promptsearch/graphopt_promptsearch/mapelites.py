@@ -70,7 +70,7 @@ def keyword_labels(groups: Mapping[str, Sequence[str]], *, default: str = "other
     return Descriptor(name, measure, (*groups, default))
 
 
-class MAPElites(Optimizer):
+class MAPElites(rewrite.RewriteClient, Optimizer):
     """Quality-diversity search: an archive keeping the best candidate of every descriptor cell.
 
     ``descriptors``: the archive's axes (default: ``length_bins()``). ``iterations``: children
@@ -101,13 +101,6 @@ class MAPElites(Optimizer):
         self.elites: dict[str, dict[str, Any]] = {}  # cell key -> {"cell", "values", "score"}
         self.children = 0
         self.inserted = 0
-        self._client: Client | None = None
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = rewrite.resolve_client(self.llm, tag=self.name)
-        return self._client
 
     # -- the archive --------------------------------------------------------------------------
     def cell(self, values: Mapping[str, Any]) -> list[Any] | None:

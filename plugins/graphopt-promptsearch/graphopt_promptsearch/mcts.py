@@ -69,7 +69,7 @@ def uct(child: TreeNode, parent_visits: int, exploration: float) -> float:
     return child.q + exploration * math.sqrt(math.log(max(parent_visits, 1)) / child.visits)
 
 
-class MCTS(Optimizer):
+class MCTS(rewrite.RewriteClient, Optimizer):
     """Tree search over text and code values, expansions written from failed runs.
 
     ``step(closure)`` needs feedback on the params (the failures guide expansions) and a closure
@@ -104,13 +104,6 @@ class MCTS(Optimizer):
         self.nodes: list[TreeNode] = []
         self.expansions = 0
         self.dead_ends = 0
-        self._client: Client | None = None
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = rewrite.resolve_client(self.llm, tag=self.name)
-        return self._client
 
     # -- the tree -----------------------------------------------------------------------------
     def children(self, node: TreeNode) -> list[TreeNode]:

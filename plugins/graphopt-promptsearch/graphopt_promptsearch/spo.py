@@ -25,7 +25,7 @@ from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins import PluginManager
 
 from graphopt_promptsearch.common import Request, rewrite_value, rng_state, set_rng_state
-from graphopt_promptsearch.judge import Judge, as_judge, compare
+from graphopt_promptsearch.judge import Judge, PairJudged, compare
 
 
 def outputs_of(result: Any) -> list[Any]:
@@ -37,7 +37,7 @@ def outputs_of(result: Any) -> list[Any]:
     return [result]
 
 
-class SPO(Optimizer):
+class SPO(PairJudged, Optimizer):
     """Pairwise, reference-free search: proposals judged against the current values' outputs.
 
     ``requirements``: what a good output is, in words (the judge and the rewrite see it).
@@ -74,21 +74,6 @@ class SPO(Optimizer):
         self.ties = 0
         self.history: list[dict[str, Any]] = []  # the last ``max_history`` steps' tallies
         self.max_history = 100
-        self._client: Client | None = None
-        self._judge: Judge | None = None
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = rewrite.resolve_client(self.llm, tag=self.name)
-        return self._client
-
-    @property
-    def pair_judge(self) -> Judge:
-        """The pairwise judge, made on first use."""
-        if self._judge is None:
-            self._judge = as_judge(self.judge_option, lambda: self.client, self.requirements)
-        return self._judge
 
     def prompt(self, target: Param, name: str, value: str, outputs: list[Any]) -> Request:
         """SPO's optimization request: the requirements, the value, what it produces."""
