@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime
 
 import torch
 
+from graphopt.errors import OptimizerStepError
 from graphopt.graph.node import Param
 from graphopt.optim.objective import to_loss
 
@@ -182,6 +183,18 @@ def as_evaluation(closure: Callable[[], Any] | None, *, memo: EvaluationMemo | N
     if closure is None or is_evaluation(closure):
         return closure
     return ClosureEvaluation(closure, memo=memo, names=names)
+
+
+def require_evaluation(optimizer: Any, closure: Callable[[], Any] | None, *,
+                       memo: EvaluationMemo | None = None,
+                       names: Mapping[Param, str] | None = None) -> Evaluation:
+    """``as_evaluation(closure, ...)``, or ``OptimizerStepError`` naming ``optimizer`` (which
+    scores candidates, so cannot step without a closure) when there is none."""
+    evaluation = as_evaluation(closure, memo=memo, names=names)
+    if evaluation is None:
+        raise OptimizerStepError(f"optimizer {optimizer.name!r} needs step(closure): a function that "
+                                 "runs the workflow and returns its score", optimizer=optimizer)
+    return evaluation
 
 
 @contextmanager

@@ -21,13 +21,13 @@ import math
 import random
 from typing import Any, Callable, Mapping
 
-from graphopt.errors import OptimizerStepError, ParamValidationError
+from graphopt.errors import ParamValidationError
 from graphopt.graph.kinds import NumberKind, SpaceKind
 from graphopt.graph.node import Param
 from graphopt.graph.space import Choice
 from graphopt.llm.client import Client
 from graphopt.optim import racing, rewrite
-from graphopt.optim.evaluation import Counted, Evaluation, EvaluationMemo, as_evaluation
+from graphopt.optim.evaluation import Counted, Evaluation, EvaluationMemo, require_evaluation
 from graphopt.optim.objective import distinct_feedback
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.optim.surrogate import Surrogate, make_surrogate
@@ -94,10 +94,7 @@ class Evolution(rewrite.RewriteClient, Counted, Optimizer):
         feedback = distinct_feedback(self.params)
         if not feedback and closure is None:
             return {}
-        evaluation = as_evaluation(closure, memo=self.memo, names=self.param_names)
-        if evaluation is None:
-            raise OptimizerStepError("optimizer 'evolution' needs step(closure): a function that runs "
-                                     "the workflow and returns its score", optimizer=self)
+        evaluation = require_evaluation(self, closure, memo=self.memo, names=self.param_names)
         critiques = [f.describe() for f in feedback if f.text is not None or f.error is not None]
         current = self._current()
         members = [m["values"] for m in self.population] or [current, *self._explorers(current)]

@@ -13,12 +13,12 @@ import json
 import random
 from typing import Any, Callable, Mapping
 
-from graphopt.errors import OptimizerStepError, ParamValidationError
+from graphopt.errors import ParamValidationError
 from graphopt.feedback.propagators import ParamFeedback, received
 from graphopt.graph.node import Error, Message, Param
 from graphopt.graph.op import NESTED
 from graphopt.optim import racing
-from graphopt.optim.evaluation import as_evaluation
+from graphopt.optim.evaluation import require_evaluation
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager, hookimpl
 
@@ -56,10 +56,7 @@ class FewShot(Optimizer):
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
         if not self._bootstrap():
             return {}
-        evaluation = as_evaluation(closure)
-        if evaluation is None:
-            raise OptimizerStepError("optimizer 'fewshot' needs step(closure): a function that runs "
-                                     "the workflow and returns its score", optimizer=self)
+        evaluation = require_evaluation(self, closure)
         options = self._options()
         count = evaluation.size if self.max_examples is None else min(self.max_examples, evaluation.size)
         indices = list(range(count))

@@ -26,7 +26,7 @@ from graphopt.graph.render import CHARS_PER_TOKEN, show, truncate
 from graphopt.llm.client import Client
 from graphopt.optim import rewrite
 from graphopt.optim.echoes import Scaffold
-from graphopt.optim.evaluation import Evaluation, as_evaluation
+from graphopt.optim.evaluation import Evaluation, require_evaluation
 from graphopt.optim.objective import distinct_feedback
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.optim.prompt import Run, aggregate_feedback, collect_runs, render_runs, section
@@ -202,10 +202,7 @@ class GEPA(rewrite.RewriteClient, Optimizer):
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
         if not distinct_feedback(self.params):
             return {}
-        evaluation = as_evaluation(closure)
-        if evaluation is None:
-            raise OptimizerStepError("optimizer 'gepa' needs step(closure): a function that runs the "
-                                     "workflow and returns its score", optimizer=self)
+        evaluation = require_evaluation(self, closure)
         runs = collect_runs(self.params)
         report: dict[str, Any] = {"iterations": 0, "accepted": [], "rejected": 0, "merges": 0,
                                   "refused": [], "reason": None}

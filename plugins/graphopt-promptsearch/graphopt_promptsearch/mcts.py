@@ -16,11 +16,11 @@ import math
 import random
 from typing import Any, Callable, Mapping
 
-from graphopt.errors import OptimizerStepError, ParamValidationError
+from graphopt.errors import ParamValidationError
 from graphopt.graph.node import Param
 from graphopt.llm.client import Client
 from graphopt.optim import rewrite
-from graphopt.optim.evaluation import Evaluation, as_evaluation
+from graphopt.optim.evaluation import Evaluation, require_evaluation
 from graphopt.optim.objective import distinct_feedback
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins import PluginManager
@@ -151,10 +151,7 @@ class MCTS(rewrite.RewriteClient, Optimizer):
         feedback = distinct_feedback(self.params)
         if not feedback:
             return {}
-        evaluation = as_evaluation(closure)
-        if evaluation is None:
-            raise OptimizerStepError("optimizer 'mcts' needs step(closure): a function that runs the "
-                                     "workflow and returns its score", optimizer=self)
+        evaluation = require_evaluation(self, closure)
         by_name = {n: p for p, n in self.param_names.items()}
         current = {self.param_names[p]: p.value for p in self.params}
         if all(n.values != current for n in self.nodes):
