@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import graphopt as go
-from graphopt.optim.evaluation import ClosureEvaluation, EvaluationMemo, as_evaluation, point_key
+from graphopt.errors import OptimizerStepError
+from graphopt.optim.evaluation import (ClosureEvaluation, EvaluationMemo, as_evaluation, point_key,
+                                       require_evaluation)
 
 
 def make_params():
@@ -116,3 +118,13 @@ def test_is_evaluation_agrees_with_the_protocol():
     closure = ClosureEvaluation(lambda: 0.0)
     for candidate in (closure, lambda: 0.0, None, 3.0, EvaluationMemo()):
         assert is_evaluation(candidate) == isinstance(candidate, Evaluation)
+
+
+def test_require_evaluation_names_the_optimizer_when_there_is_no_closure():
+    class Searcher:
+        name = "searcher"
+
+    with pytest.raises(OptimizerStepError, match="optimizer 'searcher' needs step\\(closure\\)") as caught:
+        require_evaluation(Searcher(), None)
+    assert caught.value.optimizer.name == "searcher"
+    assert require_evaluation(Searcher(), lambda: 1.0).scores({}, [0]) == [-1.0]
