@@ -16,6 +16,9 @@ from typing import Any, Iterable, Iterator
 
 from graphopt.errors import DatasetError
 
+Data = Iterable[Any] | str | os.PathLike[str]
+"""What ``go.optimize`` and ``go.evaluate`` take as examples: an iterable, or a JSONL path."""
+
 
 class Example:
     """One input with its target; ``key`` (its id and a hash of its content) keys the evaluation cache."""
@@ -83,7 +86,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Any]:
                     raise DatasetError(f"{os.fspath(path)}:{number}: not JSON: {err.msg}") from err
 
 
-def load_examples(data: Iterable[Any] | str | os.PathLike[str], *,
+def load_examples(data: Data, *,
                   target_key: str = "target") -> list[Example]:
     """Examples from a list, an iterable or a JSONL path; duplicate ids are refused."""
     if isinstance(data, (str, os.PathLike)):

@@ -19,10 +19,10 @@ from graphopt.llm.ledger import Budget, budget as budget_block
 from graphopt.llm.registry import usage_ledger
 from graphopt.runtime.executor import Executor, executor_for
 from graphopt.train.cache import EvalCache
-from graphopt.train.data import load_examples
+from graphopt.train.data import Data, load_examples
 from graphopt.train.evaluate import Metric, Runner
 from graphopt.train.history import UsageTotals
-from graphopt.train.trainer import Data, collect_params, default_namespace
+from graphopt.train.setup import collect_params, default_namespace
 from graphopt.train.values import values_hash
 
 

@@ -18,7 +18,7 @@ import random
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -26,7 +26,7 @@ from graphopt.errors import BudgetExceeded, CheckpointError, OptimizerStepError,
 from graphopt.feedback.backward import backward
 from graphopt.graph.module import Module
 from graphopt.graph.export import to_networkx
-from graphopt.graph.node import Node, Param
+from graphopt.graph.node import Node
 from graphopt.graph.serialize import check_values
 from graphopt.graph.spans import span, tracing
 from graphopt.llm.ledger import Budget, budget as budget_block
@@ -37,21 +37,18 @@ from graphopt.plugins.manager import PluginManager, get_plugin_manager
 from graphopt.runtime.executor import Executor, executor_for
 from graphopt.train.cache import EvalCache
 from graphopt.train.checkpoint import Best, Checkpoint, Position, rng_state, set_rng_state
-from graphopt.train.data import Example, load_examples
+from graphopt.train.data import Data, Example, load_examples
 from graphopt.train.evaluate import Metric, Runner, StepEvaluation, outcome_of
 from graphopt.train.history import (OptimizerRecord, Rejected, StepRecord, UsageTotals, append_history,
                                     write_history)
-from graphopt.train.identity import code_identity
 from graphopt.train.lock import PathLock, remove_stale_temporaries
 from graphopt.train.observe import Observers, RunInfo
 from graphopt.train.progress import Bar, Quiet, Reporter
 from graphopt.train.report import graph_data, recorded_changes, write_run_report
 from graphopt.train.result import TrainResult
+from graphopt.train.setup import check_options, collect_params, default_namespace
 from graphopt.train.values import restore, snapshot, values_hash
 
-STEP_ERROR_MODES = ("skip", "raise")
-
-Data = Iterable[Any] | str | os.PathLike[str]
 
 
 class Trainer:
@@ -95,7 +92,7 @@ class Trainer:
                  plugin_manager: PluginManager | None = None,
                  report: str | os.PathLike[str] | None = None,
                  executor: str | Executor | None = None, address: str | None = None) -> None:
-        _check_options(epochs=epochs, batch_size=batch_size, concurrency=concurrency, seed=seed,
+        check_options(epochs=epochs, batch_size=batch_size, concurrency=concurrency, seed=seed,
                        patience=patience, min_delta=min_delta, eval_every=eval_every,
                        error_score=error_score, max_evaluations=max_evaluations,
                        on_step_error=on_step_error, target_key=target_key, quiet=quiet,
@@ -466,73 +463,6 @@ def optimize(workflow: Callable[..., Any] | Module, train: Data, *, metric: Metr
              optimizers: Optimizer | Sequence[Optimizer], **options: Any) -> TrainResult:
     """Build a ``Trainer`` with these arguments and ``fit()`` it; see ``Trainer`` for options."""
     return Trainer(workflow, train, metric=metric, optimizers=optimizers, **options).fit()
-
-
-def collect_params(workflow: Any, optimizers: Sequence[Optimizer]) -> dict[str, Param]:
-    """Every parameter by name: a module's own names first, then each optimizer's."""
-    found: dict[str, Param] = {}
-    owner = workflow if isinstance(workflow, Module) else getattr(workflow, "__self__", None)
-    if isinstance(owner, Module):
-        found.update(owner.named_parameters())
-    known = {id(p) for p in found.values()}
-    claimed: dict[int, str] = {}
-    for opt in optimizers:
-        for target, name in opt.param_names.items():
-            if id(target) in claimed:
-                raise ParamValidationError(f"param {name!r} is owned by optimizers {claimed[id(target)]!r} "
-                                           f"and {opt.name!r}; give each param to one optimizer",
-                                           param=target)
-            claimed[id(target)] = opt.name
-            if id(target) in known:
-                continue
-            if name in found:
-                raise ParamValidationError(f"two different params are named {name!r}; names must be "
-                                           f"unique in a run", param=target)
-            found[name] = target
-            known.add(id(target))
-    return found
-
-
-def default_namespace(workflow: Callable[..., Any], metric: Callable[..., Any]) -> str:
-    """Names the evaluation cache entries of one workflow judged by one metric: names and code."""
-    return f"{code_identity(workflow)}|{code_identity(metric)}"
-
-
-def _check_options(**options: Any) -> None:
-    """``ValueError`` naming the first option whose value has the wrong type or range."""
-    def integer(name: str, least: int, optional: bool = False) -> None:
-        value = options[name]
-        if optional and value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            expected = f"an int >= {least}" + (" or None" if optional else "")
-            raise ValueError(f"{name} expects {expected}, got {value!r}")
-
-    def number(name: str, least: float | None = None) -> None:
-        value = options[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or (least is not None and value < least):
-            expected = "a finite number" + (f" >= {least:g}" if least is not None else "")
-            raise ValueError(f"{name} expects {expected}, got {value!r}")
-
-    integer("epochs", 0)
-    integer("batch_size", 1)
-    integer("concurrency", 1)
-    if isinstance(options["seed"], bool) or not isinstance(options["seed"], int):
-        raise ValueError(f"seed expects an int, got {options['seed']!r}")
-    integer("patience", 1, optional=True)
-    integer("eval_every", 1, optional=True)
-    integer("max_evaluations", 1, optional=True)
-    number("min_delta", 0.0)
-    number("error_score")
-    for flag in ("quiet", "restore_best"):
-        if not isinstance(options[flag], bool):
-            raise ValueError(f"{flag} expects True or False, got {options[flag]!r}")
-    if not isinstance(options["target_key"], str):
-        raise ValueError(f"target_key expects a str, got {options['target_key']!r}")
-    if options["on_step_error"] not in STEP_ERROR_MODES:
-        raise ValueError(f"on_step_error expects one of {', '.join(map(repr, STEP_ERROR_MODES))}, "
-                         f"got {options['on_step_error']!r}")
 
 
 def _mean(values: Sequence[float]) -> float:
