@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
-import torch
-
 from graphopt.errors import OptimizerStepError
+from graphopt.graph.kinds import is_tensor
 from graphopt.graph.node import Param
 from graphopt.optim.objective import to_loss
 
@@ -127,10 +127,10 @@ def point_key(values: Mapping[Param, Any], names: Mapping[Param, str], example: 
     plain = []
     for name, target in sorted((names[p], p) for p in values):
         value = values[target]
-        if isinstance(value, torch.Tensor):
+        if is_tensor(value):
             tensor = value.detach().cpu().contiguous()
             digest.update(f"{name}\0{tensor.dtype}{tuple(tensor.shape)}\0".encode())
-            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            digest.update(tensor.view(sys.modules["torch"].uint8).numpy().tobytes() if tensor.numel() else b"")
         else:
             plain.append([name, target.kind.to_json(value)])
     digest.update(json.dumps([plain, example], sort_keys=True).encode())
@@ -200,7 +200,7 @@ def require_evaluation(optimizer: Any, closure: Callable[[], Any] | None, *,
 @contextmanager
 def assigned(values: Mapping[Param, Any]) -> Iterator[None]:
     """Give params ``values`` (already validated) for the block, then restore the previous ones."""
-    previous = {p: p.value.detach().clone() if isinstance(p.value, torch.Tensor) else p.value
+    previous = {p: p.value.detach().clone() if is_tensor(p.value) else p.value
                 for p in values}
     try:
         for target, value in values.items():
@@ -212,8 +212,8 @@ def assigned(values: Mapping[Param, Any]) -> Iterator[None]:
 
 
 def _set(target: Param, value: Any) -> None:
-    if isinstance(target.value, torch.Tensor):
-        with torch.no_grad():
+    if is_tensor(target.value):
+        with sys.modules["torch"].no_grad():  # a tensor exists, so torch is loaded
             target.value.copy_(value)
     else:
         target.value = value

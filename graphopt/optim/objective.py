@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-import torch
-
 from graphopt.feedback.feedback import Feedback
 from graphopt.feedback.propagators import ParamFeedback
+from graphopt.graph.kinds import is_tensor
 from graphopt.graph.node import Node, Param
 
 
@@ -23,7 +22,7 @@ def to_loss(result: Any) -> float:
         if result.score is not None:
             return -result.score
         raise ValueError(f"feedback {result.describe()!r} has neither loss nor score")
-    if isinstance(result, torch.Tensor):
+    if is_tensor(result):
         return float(result.detach())
     if isinstance(result, bool) or not isinstance(result, (int, float)):
         raise ValueError(f"expected a number, tensor or Feedback, got {type(result).__name__}")

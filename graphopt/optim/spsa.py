@@ -13,18 +13,20 @@ further than the gain, so the slope stays local as steps shrink.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
-
-import torch
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from graphopt.errors import OptimizerStepError
-from graphopt.graph.kinds import SpaceKind
+from graphopt.graph.kinds import SpaceKind, is_tensor
 from graphopt.graph.node import Param
 from graphopt.graph.space import Int
 from graphopt.optim.evaluation import Counted, EvaluationMemo, is_evaluation, point_key
 from graphopt.optim.objective import to_loss
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager, hookimpl
+
+if TYPE_CHECKING:
+    import torch
 
 GROW = 1.2
 SHRINK = 0.5
@@ -64,6 +66,8 @@ class SPSA(Counted, Optimizer):
                          plugin_manager=plugin_manager)
         self.seed = seed
         self.iteration = 0
+        import torch  # here, not at the top: listing plugins or tracing text never loads torch
+
         self.generator = torch.Generator().manual_seed(seed)
         self.memo = EvaluationMemo(memo_size)
         self.tracks: list[Track | None] = [None] * len(self.param_groups)
@@ -77,6 +81,8 @@ class SPSA(Counted, Optimizer):
         if closure is None:
             raise OptimizerStepError("optimizer 'spsa' needs step(closure): a function that runs the "
                                      "workflow and returns its loss", optimizer=self)
+        import torch
+
         k = self.iteration
         proposal: dict[Param, Any] = {}
         originals = {p: p.value.detach().clone() if p.kind.name == "tensor" else p.value for p in self.params}
@@ -135,6 +141,8 @@ class SPSA(Counted, Optimizer):
                 "memo": self.memo.state_dict()}
 
     def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+        import torch
+
         self.iteration = int(data["iteration"])
         self.generator.set_state(torch.tensor(data["generator"], dtype=torch.uint8))
         saved = data.get("tracks") or [None] * len(self.param_groups)
@@ -190,6 +198,8 @@ class Track:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], params: list[Param]) -> Track:
+        import torch
+
         theta = []
         for values, target in zip(data["theta"], params):
             like = _encode(target)
@@ -216,6 +226,8 @@ def _bounded(params: list[Param]) -> bool:
 def _encode(target: Param) -> torch.Tensor:
     if target.kind.name == "tensor":
         return target.value.detach().clone()
+    import torch
+
     if isinstance(target.kind, SpaceKind):
         return torch.tensor([target.kind.space.to_unit(target.value)], dtype=torch.float64)
     return torch.tensor([float(target.value)], dtype=torch.float64)
@@ -236,15 +248,15 @@ def _clip(target: Param, coordinates: torch.Tensor) -> torch.Tensor:
 
 
 def _same(value: Any, current: Any) -> bool:
-    if isinstance(value, torch.Tensor) or isinstance(current, torch.Tensor):
-        return isinstance(value, torch.Tensor) and isinstance(current, torch.Tensor) \
-            and value.shape == current.shape and bool(torch.equal(value.to(current.dtype), current))
+    if is_tensor(value) or is_tensor(current):
+        return is_tensor(value) and is_tensor(current) and value.shape == current.shape \
+            and bool(sys.modules["torch"].equal(value.to(current.dtype), current))
     return type(value) is type(current) and value == current
 
 
 def _set(target: Param, value: Any) -> None:
     if target.kind.name == "tensor":
-        with torch.no_grad():
+        with sys.modules["torch"].no_grad():  # a tensor exists, so torch is loaded
             target.value.copy_(value)
     else:
         target.value = value

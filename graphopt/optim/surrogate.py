@@ -17,8 +17,6 @@ import re
 import zlib
 from typing import Any, Mapping, Sequence
 
-import torch
-
 Values = Mapping[str, Any]
 Features = dict[int, float]
 
@@ -98,6 +96,8 @@ class Surrogate:
 
     def _fitted(self) -> tuple[list[Features], list[float], float]:
         if self._fit is None:
+            import torch  # on the first fit only: an optimizer built with a surrogate stays light
+
             vectors = [self.features(v) for v, _ in self.observations]
             scores = [s for _, s in self.observations]
             mean = sum(scores) / len(scores)
