@@ -9,30 +9,34 @@ from typing import Iterable, Sequence
 
 from graphopt.graph.node import Node, Param
 
+# Pushed below a node's parents: popping it means the node under it has all its parents done.
+# One marker instead of a second "expanded" set or a (node, state) tuple per visit.
+_FINISH = object()
+
 
 def topological_order(outputs: Iterable[Node]) -> list[Node]:
     """Every node the outputs reach, parents before children (first parents first)."""
-    # Two visits per node on one explicit stack, and no per-node allocations: creating
-    # containers would wake the cyclic garbage collector, which then scans the whole graph.
+    # No per-node containers: creating them would wake the cyclic garbage collector, which then
+    # scans the whole graph. A node may sit on the stack twice (two children push it before it
+    # is finished); the later pop finds it done. In a DAG a node is never met while in progress.
     done: set[Node] = set()
-    expanded: set[Node] = set()
     order: list[Node] = []
-    stack = list(outputs)
+    stack: list = list(outputs)
     stack.reverse()
+    pop, push = stack.pop, stack.append
     while stack:
-        node = stack[-1]
-        if node in done:
-            stack.pop()
-        elif node in expanded:
-            stack.pop()
+        node = pop()
+        if node is _FINISH:
+            node = pop()
             done.add(node)
             order.append(node)
-        else:
-            expanded.add(node)
+        elif node not in done:
+            push(node)
+            push(_FINISH)
             parents = node.parents
             for index in range(len(parents) - 1, -1, -1):
                 if parents[index] not in done:
-                    stack.append(parents[index])
+                    push(parents[index])
     return order
 
 
@@ -70,22 +74,41 @@ class Subgraph:
 
 def minimal_subgraph(outputs: Sequence[Node]) -> Subgraph:
     """The nodes between the trainable parameters and ``outputs``: what feedback must cross."""
-    on_path: set[Node] = set()
+    # topological_order's walk with the path test done as each node finishes (its parents are
+    # all decided by then), in one pass: this runs once per backward, every torch step included.
+    outputs = tuple(outputs)
+    on_path: dict[Node, bool] = {}  # every finished node: whether a trainable param reaches it
     nodes: list[Node] = []
     params: list[Param] = []
-    # is_trainable and _reaches inlined: this runs once per backward, torch steps included.
-    for node in topological_order(outputs):
+    stack: list = list(outputs)
+    stack.reverse()
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if node is _FINISH:
+            node = pop()
+        elif node in on_path:
+            continue
+        elif node.parents:
+            push(node)
+            push(_FINISH)
+            parents = node.parents
+            for index in range(len(parents) - 1, -1, -1):
+                if parents[index] not in on_path:
+                    push(parents[index])
+            continue
         if isinstance(node, Param) and node.trainable:
             params.append(node)
         else:
             for parent in node.parents:
-                if parent in on_path:
+                if on_path[parent]:
                     break
             else:
+                on_path[node] = False
                 continue
-        on_path.add(node)
+        on_path[node] = True
         nodes.append(node)
-    return Subgraph(tuple(outputs), nodes, params)
+    return Subgraph(outputs, nodes, params)
 
 
 def _reaches(node: Node, marked: set[Node]) -> bool:
