@@ -67,6 +67,8 @@ class TextKind(ParamKind):
     def validate(self, value: Any, current: Any) -> str:
         if not isinstance(value, str):
             raise ValueError(f"expects text (str), got {type(value).__name__}")
+        if len(value) <= self.max_chars:
+            return value
         return check_length(value, self.max_chars, current)
 
 
@@ -215,6 +217,8 @@ TENSOR = TensorKind()
 OBJECT = ObjectKind()
 INT = NumberKind(int)
 FLOAT = NumberKind(float)
+KIND_OF_TYPE: dict[type, ParamKind] = {str: TEXT, int: INT, float: FLOAT}
+"""The kind ``infer_kind`` gives a value of exactly one of these types (no space given)."""
 
 
 def infer_kind(value: Any, space: Space | None) -> ParamKind:

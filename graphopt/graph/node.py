@@ -15,10 +15,11 @@ from typing import Any, Callable, Iterator
 import graphopt  # attribute access at call time only: Node.backward delegates to graphopt.feedback
 from graphopt.errors import BudgetExceeded, ParamValidationError
 from graphopt.graph import context, pacing
-from graphopt.graph.kinds import ParamKind, infer_kind
+from graphopt.graph.kinds import KIND_OF_TYPE, ParamKind, infer_kind
 from graphopt.graph.space import Space
 
 _next_id = itertools.count(1).__next__
+_new = object.__new__
 _PACE_MASK = pacing.PACE_MASK
 _current = context.current
 
@@ -152,6 +153,12 @@ class Param(Node):
     def __init__(self, value: Any, *, name: str | None = None, space: Space | None = None,
                  kind: ParamKind | None = None, trainable: bool = True,
                  description: str = "") -> None:
+        self._setup(value, name, space, kind, trainable, description)
+
+    def _setup(self, value: Any, name: str | None, space: Space | None, kind: ParamKind | None,
+               trainable: bool, description: str) -> None:
+        """``__init__`` with positional arguments: ``param()`` calls it on a bare instance, since
+        keywords through a class call cost about as much as the rest of the work."""
         # Node.__init__ inlined: a leaf parameter costs about what an op's node costs.
         self.value = value
         self.parents = ()
@@ -161,12 +168,17 @@ class Param(Node):
         self.trainable = trainable
         self.description = description
         self.feedback: list[Any] = []
-        try:
-            self.kind = kind or infer_kind(value, space)
-        except ValueError as err:
-            raise ParamValidationError(f"param {name!r}: {err}", param=self, value=space) from err
+        if kind is None:
+            # Text and plain numbers by their exact type, without a call: params come by the million.
+            kind = KIND_OF_TYPE.get(type(value)) if space is None else None
+            if kind is None:
+                try:
+                    kind = infer_kind(value, space)
+                except ValueError as err:
+                    raise ParamValidationError(f"param {name!r}: {err}", param=self, value=space) from err
+        self.kind = kind
         try:  # self.validate(value), inlined; the starting value is its own current value
-            self.value = self.kind.validate(value, value)
+            self.value = kind.validate(value, value)
         except ValueError as err:
             raise ParamValidationError(f"param {self.label!r} {err}", param=self, value=value) from err
         if not node_id & _PACE_MASK:
@@ -449,4 +461,6 @@ def param(value: Any, *, name: str | None = None, space: Space | None = None,
     The kind is read off the value (``str`` → text, tensor → tensor, ``space`` → int/float/choice)
     unless ``kind`` is given. ``name`` is how optimizers, checkpoints and prompts refer to it.
     """
-    return Param(value, name=name, space=space, trainable=trainable, description=description, kind=kind)
+    node = _new(Param)
+    node._setup(value, name, space, kind, trainable, description)
+    return node

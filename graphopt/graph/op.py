@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import textwrap
 import threading
+from threading import get_ident
 from typing import Any, Callable, TypeVar, overload
 
 from graphopt.errors import BudgetExceeded, TraceError
@@ -32,7 +33,7 @@ NESTED = "<nested>"
 _NO_KEYWORDS: dict[str, Any] = {}  # shared, never written: calls without keywords unpack it
 
 # Bound once: these run on every traced call.
-_current, _enter, _leave = context.current, context.enter, context.leave
+_current, _owned, _enter, _leave = context.current, context.owned, context.enter, context.leave
 
 
 class TracedFunction:
@@ -75,6 +76,8 @@ class TracedFunction:
             self.code = Param(source, name=f"{name}.code",
                               kind=CodeKind(function.__name__, _signature_names(signature), self.is_async),
                               description=f"source code of op {self.op.name!r}")
+        # Calls with node arguments only go straight to ``_run`` when nothing else is involved.
+        self._direct = not self.is_async and not trainable and timeout is None
 
     @property
     def trainable(self) -> bool:
@@ -90,7 +93,25 @@ class TracedFunction:
         return BoundTracedFunction(self, instance)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.invoke(args, kwargs, None, False)
+        state = _current()
+        if kwargs or not self._direct or not state.enabled:
+            return self.invoke(args, kwargs, None, False)
+        # The common call, bound here: a plain function with positional arguments only.
+        names = self._names.get(len(args)) or self._argument_names(len(args), False)
+        values = []
+        plain = True  # every argument a node, none an error: the arguments are the parents
+        for arg in args:
+            if isinstance(arg, Node):
+                values.append(arg.value)
+                if type(arg) is Error:
+                    plain = False
+            else:
+                values.append(arg)
+                plain = False
+        if plain:
+            return self._run(state, self.function, values, _NO_KEYWORDS, args, names, None)
+        call = self._split(state, self.function, values, _NO_KEYWORDS, args, names)
+        return call if type(call) is Error else self._run(state, *call)
 
     # -- one call ---------------------------------------------------------------------------
     def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, bound: bool) -> Any:
@@ -103,12 +124,21 @@ class TracedFunction:
         call = self._bind(state, args, kwargs, instance, bound)
         if type(call) is Error:
             return call
-        function, positional, keywords, parents, arg_names, constants = call
-        failure: BaseException | None = None
+        return self._run(state, *call)
+
+    def _run(self, state: context.TraceState, function: Callable[..., Any], positional: list[Any],
+             keywords: dict[str, Any], parents: tuple[Node, ...], arg_names: tuple[str, ...],
+             constants: dict[str, Any] | None) -> Node:
+        """Call ``function`` with nodes made meanwhile (nested ops) collected in a fresh frame,
+        and record the result as a ``Message`` (or an ``Error``)."""
+        if state.owner != get_ident():
+            state = _owned(state)
+        outer = state.frame
         frame: list = []
+        state.frame = frame  # swapped in place: this thread alone runs in this state until put back
+        failure: BaseException | None = None
         tracer = current_tracer()  # None unless an observer asked for spans: then this is all we pay
         span = tracer.start("op", self.op.name, _NO_KEYWORDS) if tracer is not None else None
-        token = _enter(frame)
         try:
             if self.timeout is None or type(function) is Candidate:  # the sandbox kills on timeout
                 value: Any = function(*positional, **keywords)
@@ -119,13 +149,13 @@ class TracedFunction:
         except Exception as exc:
             value, failure = None, exc
         finally:
-            _leave(token)
+            state.frame = outer
             if span is not None:
                 tracer.end(span, _NO_KEYWORDS, failure)  # type: ignore[union-attr]
         if failure is None and not frame and not isinstance(value, Node):
             node = Message(value, parents, self.op, arg_names, constants)  # _record, inlined
-            if state.frame is not None:
-                state.frame.append(node)
+            if outer is not None:
+                outer.append(node)
             return node
         return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
@@ -161,28 +191,26 @@ class TracedFunction:
         """
         names = (self._bound_names if bound else self._names).get(len(args)) \
             or self._argument_names(len(args), bound)
-        positional: list[Any] = []
-        plain = True  # every argument a node, none an error: the arguments are the parents
-        for arg in args:
-            if isinstance(arg, Node):
-                positional.append(arg.value)
-                if type(arg) is Error:
-                    plain = False
-            else:
-                positional.append(arg)
-                plain = False
-        if plain and not kwargs and self.code is None:
-            if bound:
-                positional.insert(0, instance)
-            return self.function, positional, _NO_KEYWORDS, args, names, None
+        positional = [arg.value if isinstance(arg, Node) else arg for arg in args]
+        keywords = _NO_KEYWORDS
+        if kwargs:
+            names = (*names, *kwargs)
+            args = (*args, *kwargs.values())
+            keywords = {k: v.value if isinstance(v, Node) else v for k, v in kwargs.items()}
+        if bound:
+            positional.insert(0, instance)
+        function = self.function if self.code is None else self.implementation()
+        return self._split(state, function, positional, keywords, args, names)
+
+    def _split(self, state: context.TraceState, function: Callable[..., Any] | BaseException,
+               positional: list[Any], keywords: dict[str, Any], args: tuple[Any, ...],
+               names: tuple[str, ...]) -> Any:
+        """``_bind``'s result from the raw values and the arguments (keyword ones last) by name:
+        node arguments become parents, the others constants."""
         parents: list[Node] = [self.code] if self.code is not None else []
         arg_names: list[str] = ["__code__"] if self.code is not None else []
         constants: dict[str, Any] | None = None
         failure: BaseException | None = None
-        keywords: dict[str, Any] = {}
-        if kwargs:
-            names = (*names, *kwargs)
-            args = (*args, *kwargs.values())
         for name, arg in zip(names, args):
             if isinstance(arg, Node):
                 if type(arg) is Error and failure is None:
@@ -193,15 +221,10 @@ class TracedFunction:
                 constants = {name: arg}
             else:
                 constants[name] = arg
-        if kwargs:
-            keywords = {k: v.value if isinstance(v, Node) else v for k, v in kwargs.items()}
-        function = self.function if self.code is None else self.implementation()
         if failure is None and isinstance(function, BaseException):
             failure = function
         if failure is not None:
             return _error(state, self.op, failure, tuple(parents), tuple(arg_names), constants)
-        if bound:
-            positional.insert(0, instance)
         return function, positional, keywords, tuple(parents), tuple(arg_names), constants
 
     def _argument_names(self, count: int, bound: bool) -> tuple[str, ...]:
@@ -355,6 +378,7 @@ def _run_with_timeout(function: Callable[..., Any], positional: list[Any], keywo
                       timeout: float, name: str) -> Any:
     outcome: list[Any] = []
     ctx = contextvars.copy_context()
+    ctx.run(context.detach)  # the worker may outlive this call: its nodes go to this call's frame
 
     def target() -> None:
         try:
