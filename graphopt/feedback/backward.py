@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from graphopt.errors import TraceError
 from graphopt.feedback.feedback import ErrorInfo, Feedback
-from graphopt.graph.kinds import is_tensor
 from graphopt.graph.node import Error, Node
 from graphopt.graph.walk import minimal_subgraph
 from graphopt.plugins.manager import PluginManager, get_plugin_manager
@@ -30,7 +30,8 @@ def backward(output: Node, feedback: Any = None, *, propagator: str = "default",
     own_loss = _scalar_with_grad(output.value)
     resolved = _resolve(output, feedback, own_loss)
     subgraph = minimal_subgraph((output,))
-    # Nothing here reads a tensor's value: no host-device synchronisation beyond autograd's own.
+    # Nothing here reads a tensor's value (no .item(), no bool() of a tensor): no host-device
+    # synchronisation beyond autograd's own, so a GPU keeps running ahead of the Python.
     loss = resolved.loss if resolved.loss is not None else own_loss
     if loss is not None and loss.requires_grad:
         loss.backward(retain_graph=retain_graph)
@@ -39,17 +40,20 @@ def backward(output: Node, feedback: Any = None, *, propagator: str = "default",
 
 
 def _resolve(output: Node, feedback: Any, own_loss: Any) -> Feedback:
-    if feedback is not None:
-        return Feedback.coerce(feedback)
-    if own_loss is not None:
-        return Feedback(loss=own_loss)
-    if isinstance(output, Error):
-        return Feedback(error=ErrorInfo.from_exception(output.value, output.traceback))
-    raise TraceError(f"backward from {output.label!r} needs feedback: its value is neither an error "
-                     f"nor a scalar tensor requiring grad", node=output)
+    if feedback is None:
+        if own_loss is not None:
+            return Feedback.of_loss(own_loss)
+        if isinstance(output, Error):
+            return Feedback(error=ErrorInfo.from_exception(output.value, output.traceback))
+        raise TraceError(f"backward from {output.label!r} needs feedback: its value is neither an "
+                         f"error nor a scalar tensor requiring grad", node=output)
+    return Feedback.coerce(feedback)
 
 
 def _scalar_with_grad(value: Any) -> torch.Tensor | None:
-    if is_tensor(value) and value.requires_grad and value.numel() == 1:
+    # kinds.is_tensor inlined: a tensor exists only once something imported torch.
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor) and value.requires_grad \
+            and value.numel() == 1:
         return value
     return None

@@ -75,6 +75,23 @@ class Feedback(BaseModel):
         return self
 
     @classmethod
+    def of_loss(cls, loss: Any) -> Feedback:
+        """Feedback holding just ``loss``, a scalar tensor: ``Feedback(loss=loss)`` without
+        pydantic's validation pass, which would check again what this checks (every torch step
+        builds one)."""
+        if cls is not Feedback or not is_tensor(loss) or loss.numel() != 1:
+            return cls(loss=loss)  # a subclass's validators run; a wrong loss gets pydantic's error
+        # What pydantic's ``model_construct`` sets, written directly: its own loop costs more.
+        feedback = object.__new__(cls)
+        fields = _NO_FIELDS.copy()
+        fields["loss"] = loss
+        _set(feedback, "__dict__", fields)
+        _set(feedback, "__pydantic_fields_set__", {"loss"})
+        _set(feedback, "__pydantic_extra__", None)
+        _set(feedback, "__pydantic_private__", None)
+        return feedback
+
+    @classmethod
     def coerce(cls, value: Any) -> Feedback:
         """``value`` as feedback: str → text, number → score, tensor → loss, exception → error."""
         if isinstance(value, Feedback):
@@ -86,7 +103,7 @@ class Feedback(BaseModel):
         if isinstance(value, (int, float)):
             return cls(score=float(value))
         if is_tensor(value):
-            return cls(loss=value)
+            return cls.of_loss(value)
         if isinstance(value, BaseException):
             return cls(error=ErrorInfo.from_exception(value))
         if isinstance(value, dict):
@@ -121,3 +138,7 @@ class Feedback(BaseModel):
         if self.text is not None:
             parts.append(self.text)
         return "; ".join(parts)
+
+
+_set = object.__setattr__  # frozen models refuse their own __setattr__
+_NO_FIELDS: dict[str, Any] = {name: field.default for name, field in Feedback.model_fields.items()}

@@ -13,7 +13,8 @@ from graphopt.plugins.manager import hookimpl
 class ParamFeedback:
     """One feedback received by a parameter: what was said, about which output, across what.
 
-    ``subgraph`` is shared by reference among every parameter of one ``backward`` call.
+    ``subgraph`` is shared by reference among every parameter of one ``backward`` call; the
+    default propagator gives them all the same ``ParamFeedback``, so treat it as read-only.
     """
 
     __slots__ = ("feedback", "output", "subgraph")
@@ -36,9 +37,11 @@ class OutputFeedbackPropagator:
     name = "default"
 
     def propagate(self, subgraph: Subgraph, feedback: Feedback) -> None:
-        output = subgraph.outputs[0]
+        # One object for every parameter: what each receives is the same, and a torch step
+        # should not build one per tensor.
+        shared = ParamFeedback(feedback, subgraph.outputs[0], subgraph)
         for target in subgraph.params:
-            target.feedback.append(ParamFeedback(feedback, output, subgraph))
+            target.feedback.append(shared)
 
 
 def received(target: Param) -> list[ParamFeedback]:
