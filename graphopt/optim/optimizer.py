@@ -131,7 +131,7 @@ class Optimizer:
 
     def zero_feedback(self) -> None:
         """Forget accumulated feedback (and torch gradients) on every parameter."""
-        for target in self.params:
+        for target in self.param_names:  # not self.params: no list copy per training step
             target.feedback.clear()
             if target.kind.name == "tensor" and target.value.grad is not None:
                 target.value.grad = None

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from graphopt.graph.kinds import TENSOR, is_tensor
 
-from graphopt.graph.kinds import TENSOR
+if TYPE_CHECKING:  # a tensor to encode means torch is loaded; this module does not load it
+    import torch
 
 _TAG = "__tensor__"
 
 
 def encode(value: Any) -> Any:
     """``value`` with every tensor (at any depth) replaced by a tagged JSON form."""
-    if isinstance(value, torch.Tensor):
+    if is_tensor(value):
         return {_TAG: TENSOR.to_json(value)}
     if isinstance(value, dict):
         return {str(k): encode(v) for k, v in value.items()}

@@ -1,21 +1,30 @@
-"""``torch``: any ``torch.optim`` algorithm (Adam, SGD, AdamW, …) over tensor parameters."""
+"""``torch``: any ``torch.optim`` algorithm (Adam, SGD, AdamW, …) over tensor parameters.
+
+Importing this module does not import torch (the plugin manager imports every built-in):
+torch is imported when a torch optimizer is built, and a tensor parameter means it already was.
+"""
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Callable, Mapping
-
-import torch
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from graphopt.errors import OptimizerStepError, ParamValidationError
+from graphopt.graph.kinds import is_tensor
 from graphopt.graph.node import Param
 from graphopt.optim import tensor_state
 from graphopt.optim.optimizer import Optimizer, ParamsArg
 from graphopt.plugins.manager import PluginManager, hookimpl
 
+if TYPE_CHECKING:
+    import torch
+
 
 def _algorithms() -> dict[str, type[torch.optim.Optimizer]]:
+    import torch  # here, not at the top: see the module docstring
+
     return {name: cls for name, cls in vars(torch.optim).items()
             if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
             and cls is not torch.optim.Optimizer}
@@ -27,7 +36,7 @@ def _check_option_types(algorithm: str, cls: type, options: Mapping[str, Any]) -
     defaults = inspect.signature(cls).parameters
     for key, value in options.items():
         default = defaults[key].default if key in defaults else None
-        number = isinstance(value, (int, float, torch.Tensor)) and not isinstance(value, bool)
+        number = (isinstance(value, (int, float)) or is_tensor(value)) and not isinstance(value, bool)
         if (isinstance(default, bool) and not isinstance(value, bool)) or \
                 (isinstance(default, (int, float)) and not isinstance(default, bool) and not number):
             expected = "a bool" if isinstance(default, bool) else "a number"
@@ -63,7 +72,14 @@ class TorchOptimizer(Optimizer):
         except (TypeError, ValueError) as err:
             raise ValueError(f"optimizer 'torch' ({algorithm}): {err}") from err
         self._committed = {self.param_names[p]: p.value for p in self.params}
+        # What step() and zero_feedback() touch, gathered once: the tensors torch steps (param
+        # order; assign() copies into them, so they stay the params' values) and the hook callers
+        # (pluggy keeps one per hook; a plugin registered later joins it, so checking it per step
+        # still finds that plugin).
+        self._tensors = [tensor for group in torch_groups for tensor in group["params"]]
         self._finite = FiniteCheck()
+        self._before_step = self.plugin_manager.hook.graphopt_before_step
+        self._after_step = self.plugin_manager.hook.graphopt_after_step
 
     def check_param(self, name: str, target: Param) -> None:
         tensor = target.value
@@ -77,27 +93,39 @@ class TorchOptimizer(Optimizer):
         """One torch step over the gradients ``go.backward`` left on the tensors.
 
         A NaN or infinite gradient refuses the step (``OptimizerStepError``), every tensor and
-        the torch state unchanged: one bad loss must not turn the parameters into NaN.
+        the torch state unchanged: one bad loss must not turn the parameters into NaN. Deciding
+        that before torch writes anything reads one flag back from the device, the step's only
+        host-device synchronisation (see ``FiniteCheck``).
         """
-        params = self.params
-        self._call_hook("graphopt_before_step", optimizer=self, params=params)
-        with_grad = [p for p in params if p.value.grad is not None]
-        if not with_grad:
+        # The hot path of every training loop: torch's own step with as little as possible around it.
+        if self._before_step.get_hookimpls():
+            self._before_step(optimizer=self, params=self.params)
+        grads = [grad for tensor in self._tensors if (grad := tensor.grad) is not None]
+        if not grads:
             return {}
-        bad = [self.param_names[p] for p in self._finite.non_finite(with_grad)]
-        if bad:
-            raise OptimizerStepError(f"optimizer 'torch' refused the step, nothing changed: non-finite "
-                                     f"gradient (NaN or inf) in {', '.join(map(repr, bad))}",
-                                     optimizer=self, errors={n: "non-finite gradient" for n in bad})
+        if not self._finite.all_finite(grads):
+            bad = [name for target, name in self.param_names.items()
+                   if target.value.grad is not None and not _all_finite(target.value.grad)]
+            if bad:
+                raise OptimizerStepError(
+                    f"optimizer 'torch' refused the step, nothing changed: non-finite gradient "
+                    f"(NaN or inf) in {', '.join(map(repr, bad))}",
+                    optimizer=self, errors={n: "non-finite gradient" for n in bad})
         self.torch_optimizer.step(closure)
-        self._call_hook("graphopt_after_step", optimizer=self, params=params,
-                        committed=self._committed)
+        if self._after_step.get_hookimpls():
+            self._after_step(optimizer=self, params=self.params, committed=self._committed)
         return self._committed
 
     def zero_feedback(self, set_to_none: bool = True) -> None:
-        for target in self.params:
+        for target in self.param_names:
             target.feedback.clear()
-        self.torch_optimizer.zero_grad(set_to_none=set_to_none)
+        if set_to_none:
+            # torch's zero_grad(set_to_none=True) does just this, inside a profiler annotation
+            # that costs more than the loop.
+            for tensor in self._tensors:
+                tensor.grad = None
+        else:
+            self.torch_optimizer.zero_grad(set_to_none=False)
 
     def state_dict(self) -> dict[str, Any]:
         data = super().state_dict()
@@ -117,46 +145,44 @@ class TorchOptimizer(Optimizer):
 
 
 class FiniteCheck:
-    """Finds parameters whose gradient holds a NaN or an infinity, in one kernel per device.
+    """Whether gradients are all finite, in one kernel and one read-back per step.
 
-    Dense floating-point gradients go through the fused check ``torch.amp.GradScaler`` uses
-    (scaling by exactly 1.0, which changes no value), one flag per device read back once: about
-    two kernel launches a step, where a check per tensor costs three each. Only when a flag is
-    set, or for sparse and complex gradients, is each tensor checked alone.
+    The gradients go through the fused check ``torch.amp.GradScaler`` uses (scaling by exactly
+    1.0, which changes no value), setting a flag on their device; reading it back is the one
+    synchronisation a step needs. The flag is zeroed only after it was found set, so a clean step
+    launches nothing else. Gradients the kernel refuses (several devices, sparse, complex) and
+    any step whose flag is set are checked tensor by tensor.
     """
 
-    def __init__(self) -> None:
-        self._flags: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
+    __slots__ = ("_kernel", "_flags")
 
-    def non_finite(self, params: list[Param]) -> list[Param]:
-        groups: dict[tuple[Any, Any], list[Param]] = {}
-        suspects: set[Param] = set()
-        for p in params:
-            grad = p.value.grad
-            if grad.is_sparse or not grad.is_floating_point():
-                suspects.add(p)
-            else:
-                groups.setdefault((grad.device, grad.dtype), []).append(p)
-        for (device, _), members in groups.items():
-            found, one = self._flags.get(device) or self._new_flags(device)
-            found.zero_()
-            try:
-                torch._amp_foreach_non_finite_check_and_unscale_(
-                    [p.value.grad for p in members], found, one)
-            except RuntimeError:  # a dtype or device the fused kernel lacks: check each tensor
-                suspects.update(members)
-                continue
-            if found.item():
-                suspects.update(members)
-        return [p for p in params if p in suspects and not _all_finite(p.value.grad)]
+    def __init__(self) -> None:
+        import torch  # a torch optimizer is being built, so torch is wanted
+
+        self._kernel = torch._amp_foreach_non_finite_check_and_unscale_
+        self._flags: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}  # device: (found, one)
+
+    def all_finite(self, grads: list[torch.Tensor]) -> bool:
+        device = grads[0].device
+        found, one = self._flags.get(device) or self._new_flags(device)
+        try:
+            self._kernel(grads, found, one)
+            if not found.item():
+                return True
+        except RuntimeError:  # refused as a whole: decide tensor by tensor
+            pass
+        found.zero_()
+        return all(map(_all_finite, grads))
 
     def _new_flags(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        torch = sys.modules["torch"]
         flags = (torch.zeros(1, device=device), torch.ones(1, device=device))
         self._flags[device] = flags
         return flags
 
 
 def _all_finite(grad: torch.Tensor) -> bool:
+    torch = sys.modules["torch"]
     values = grad.coalesce().values() if grad.is_sparse else grad
     return bool(torch.isfinite(values).all())
 
