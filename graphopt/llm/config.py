@@ -22,6 +22,7 @@ torch_threads               GRAPHOPT_TORCH_THREADS     torch intra-op threads fo
 omp_wait_policy             GRAPHOPT_OMP_WAIT_POLICY   OMP_WAIT_POLICY set before torch starts
 max_batch                   GRAPHOPT_LOCAL_MAX_BATCH   most concurrent local requests in one batch
 batch_wait_ms               GRAPHOPT_LOCAL_BATCH_WAIT  how long a batch waits for company, in ms
+prefix_cache_tokens         GRAPHOPT_LOCAL_PREFIX      prompt-start tokens kept as keys, values (0: off)
 ==========================  =========================  =============================================
 """
 
@@ -52,6 +53,7 @@ ENVIRONMENT: dict[str, str] = {
     "omp_wait_policy": "GRAPHOPT_OMP_WAIT_POLICY",
     "max_batch": "GRAPHOPT_LOCAL_MAX_BATCH",
     "batch_wait_ms": "GRAPHOPT_LOCAL_BATCH_WAIT",
+    "prefix_cache_tokens": "GRAPHOPT_LOCAL_PREFIX",
 }
 
 _OFF = {"0", "off", "false", "no", "none", "disabled"}
@@ -83,6 +85,7 @@ class LLMSettings(BaseModel):
     omp_wait_policy: Literal["PASSIVE", "ACTIVE"] = "PASSIVE"
     max_batch: int = Field(8, ge=1)
     batch_wait_ms: float = Field(20.0, ge=0.0)
+    prefix_cache_tokens: int = Field(8192, ge=0)
 
     @field_validator("cache", "cache_sampled", mode="before")
     @classmethod

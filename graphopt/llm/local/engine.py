@@ -3,10 +3,16 @@
 Requests queue up; the worker waits ``batch_wait_ms`` for company, groups requests whose
 generation settings agree, and runs each group as one left-padded ``generate`` call (a batch of 8
 gives several times the throughput of 8 sequential calls on a CPU). A streamed request runs alone.
+
+The tokens a batch's prompts share at the start (system prompt, few-shot examples) run once, not
+once per row, and their keys and values are kept for later batches and calls that start the same
+way (``graphopt.llm.local.prefix``): each row is laid out as the shared prefix, padding, then its
+own tokens, and ``generate`` continues from the shared cache.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import queue
 import threading
@@ -18,6 +24,7 @@ from typing import Any, Iterator
 import torch
 
 from graphopt.llm.local.constrained import allowed_tokens_fn, json_schema_of
+from graphopt.llm.local.prefix import MIN_PREFIX, Layers, PrefixStore, common_prefix
 
 DEFAULT_MAX_TOKENS = 256
 # OpenAI parameters that have no meaning for a local model and are accepted silently.
@@ -90,10 +97,10 @@ class Engine:
     """A loaded model and tokenizer with a worker thread that batches generation requests."""
 
     __slots__ = ("model", "tokenizer", "device", "max_batch", "batch_wait", "_queue", "_worker",
-                 "_lock", "_tokenizing", "generate_calls")
+                 "_lock", "_tokenizing", "generate_calls", "prefixes", "_cache_keyword")
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str = "cpu", max_batch: int = 8,
-                 batch_wait_ms: float = 20.0) -> None:
+                 batch_wait_ms: float = 20.0, prefix_cache_tokens: int = 8192) -> None:
         self.model = model.to(device)
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
@@ -109,6 +116,11 @@ class Engine:
         # thread while the worker pads a batch would race with it ("Unable to create tensor").
         self._tokenizing = threading.Lock()
         self.generate_calls = 0  # how many times the model ran; a warm cache leaves it unchanged
+        # Keys and values of recent shared prompt starts; 0 tokens turns prefix caching off.
+        self.prefixes = PrefixStore(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
+        # transformers 5 renames ``past_key_values`` to ``cache`` (the old name warns, then goes).
+        forward = inspect.signature(type(self.model).forward).parameters
+        self._cache_keyword = "cache" if "cache" in forward else "past_key_values"
 
     def __repr__(self) -> str:
         return f"Engine({type(self.model).__name__}, device={self.device!r}, max_batch={self.max_batch})"
@@ -189,8 +201,8 @@ class Engine:
         prompts = [self.tokenizer.apply_chat_template(r.messages, add_generation_prompt=True,
                                                       tokenize=False) for r in group]
         with self._tokenizing:
-            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True,
-                                    add_special_tokens=False).to(self.device)
+            rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        inputs, past = self._layout(rows)
         options: dict[str, Any] = {
             "max_new_tokens": settings.max_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
@@ -208,10 +220,51 @@ class Engine:
                 max_new_tokens=settings.max_tokens)
         if group[0].streamer is not None:
             options["streamer"] = group[0].streamer
+        if past is not None:
+            options[self._cache_keyword] = past
         with torch.inference_mode():
             output = self.model.generate(**inputs, **options)
         self.generate_calls += 1
         return self._decode(group, inputs, output)
+
+    def _layout(self, rows: list[list[int]]) -> tuple[dict[str, Any], Any]:
+        """Input ids and attention mask for ``generate``, and the cache of the shared prefix (or
+        ``None``): each row is the shared prefix, padding, then the row's own tokens."""
+        shared = common_prefix(rows) if self.prefixes is not None else 0
+        past = None
+        if shared >= MIN_PREFIX:
+            prefix = rows[0][:shared]
+            layers = self.prefixes.get(prefix, lambda start, known: self._prefill(prefix, start, known))
+            past = self._cache(layers, len(rows))
+        else:
+            shared = 0
+        width = max(len(r) for r in rows) - shared
+        pad = self.tokenizer.pad_token_id
+        ids, mask = [], []
+        for row in rows:
+            gap = width - (len(row) - shared)
+            ids.append(row[:shared] + [pad] * gap + row[shared:])
+            mask.append([1] * shared + [0] * gap + [1] * (len(row) - shared))
+        inputs = {"input_ids": torch.tensor(ids, device=self.device),
+                  "attention_mask": torch.tensor(mask, device=self.device)}
+        return inputs, past
+
+    def _prefill(self, prefix: list[int], start: int, known: Layers | None) -> Layers:
+        """Keys and values of ``prefix``, computing tokens ``start`` onwards (``known`` holds the
+        ones before)."""
+        cache = self._cache(known, 1) if known is not None else self._cache([], 1)
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([prefix[start:]], device=self.device),
+                       use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache})
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _cache(self, layers: Layers, batch: int) -> Any:
+        from transformers import DynamicCache
+
+        cache = DynamicCache(ddp_cache_data=layers or None, config=self.model.config)
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+        return cache
 
     def _decode(self, group: list[_Request], inputs: Any, output: Any) -> list[Generated]:
         width = inputs["input_ids"].shape[1]

@@ -68,7 +68,8 @@ def _build(backend: str, device: str, settings: LLMSettings) -> Any:
                               gpu=device == "cuda")
     loaded = weights.load(settings.model_cache_dir)
     return Engine(loaded.model, loaded.tokenizer, device=device, max_batch=settings.max_batch,
-                  batch_wait_ms=settings.batch_wait_ms)
+                  batch_wait_ms=settings.batch_wait_ms,
+                  prefix_cache_tokens=settings.prefix_cache_tokens)
 
 
 @contextlib.contextmanager
