@@ -15,7 +15,7 @@ from lmformatenforcer import JsonSchemaParser, TokenEnforcer, TokenEnforcerToken
 
 import graphopt as go
 from graphopt.llm.local.constrained import (
-    _AllowedTokens, _TokenTexts, closing_text,
+    _AllowedTokens, _TokenTexts, _only_space, closing_text,
 )
 from graphopt.optim.suggest import reply_schema
 
@@ -67,6 +67,27 @@ def test_a_rambling_model_still_closes_its_json_within_max_tokens(max_new_tokens
     text, forced = generate(max_new_tokens)
     assert json.loads(text)["reasoning"].startswith(" world")
     assert forced >= 1
+
+
+def test_a_complete_object_ends_instead_of_trailing_whitespace() -> None:
+    data = table()
+    allowed_fn = _AllowedTokens(TokenEnforcer(data, JsonSchemaParser(schema())), _TokenTexts(data),
+                                width=1, max_new_tokens=500, eos=EOS)
+    prompt = [VOCAB.index(" ")]
+    reply = [VOCAB.index(c) for c in '{"reasoning": "ok"']
+    inside = allowed_fn(0, torch.tensor(prompt + reply))
+    assert EOS not in inside and len(inside) > 1
+    closed = allowed_fn(0, torch.tensor(prompt + reply + [VOCAB.index("}")]))
+    assert closed == [EOS] and allowed_fn.ended == 1
+
+
+def test_only_whitespace_after_a_complete_object_not_after_a_growing_number() -> None:
+    number = JsonSchemaParser({"type": "object", "properties": {"n": {"type": "integer"}}})
+    for char in '{"n": 4':
+        number = number.add_character(char)
+    assert not _only_space(number)  # 4 may become 42
+    done = number.add_character("}")
+    assert done.can_end() and _only_space(done)
 
 
 def test_closing_is_not_forced_while_there_is_room() -> None:

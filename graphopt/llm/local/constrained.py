@@ -162,10 +162,11 @@ class _AllowedTokens:
     Near the end of ``max_new_tokens`` it finds a short text that closes the value; once the
     tokens left are just enough to write it (longest tokens first, then the end), the next token
     is the longest one spelling its start, so the reply is complete JSON when the budget runs
-    out instead of a cut string.
+    out instead of a cut string. Once the value is complete and only whitespace may follow, the
+    only token allowed is the end.
     """
 
-    __slots__ = ("enforcer", "texts", "width", "max_new_tokens", "eos", "forced")
+    __slots__ = ("enforcer", "texts", "width", "max_new_tokens", "eos", "forced", "ended")
 
     def __init__(self, enforcer: Any, texts: _TokenTexts, width: int, max_new_tokens: int,
                  eos: int) -> None:
@@ -175,14 +176,20 @@ class _AllowedTokens:
         self.max_new_tokens = max_new_tokens
         self.eos = eos
         self.forced = 0  # steps at which closing was forced, for tests and benchmarks
+        self.ended = 0  # rows ended as soon as their value was complete
 
     def __call__(self, batch_id: int, sequence: Any) -> list[int]:
         tokens = sequence.tolist()
         allowed = self.enforcer.get_allowed_tokens(tokens).allowed_tokens
+        parser = self.enforcer.prefix_states[tuple(tokens)].parser
+        if parser.can_end() and self.eos in allowed and _only_space(parser):
+            # The value is complete and only whitespace may follow: a small model pads with
+            # newlines until max_tokens, each one a full decoding step. End here instead.
+            self.ended += 1
+            return [self.eos]
         left = self.max_new_tokens - (len(tokens) - self.width)
         if left > CLOSE_HORIZON or not self.max_new_tokens:
             return allowed
-        parser = self.enforcer.prefix_states[tuple(tokens)].parser
         closing = closing_text(parser)
         # One token spare beyond the closing text and the end: the longest token may be refused.
         if closing is None or self.texts.count(closing) + 2 < left:
@@ -193,6 +200,15 @@ class _AllowedTokens:
         permitted = set(allowed)
         toward = [i for i in self.texts.prefixes(closing) if i in permitted]
         return toward[:1] or allowed
+
+
+def _only_space(parser: Any) -> bool:
+    """Whether nothing but whitespace may follow (a complete object or array, not a number that
+    could still grow)."""
+    try:
+        return all(c.isspace() for c in parser.get_allowed_characters())
+    except Exception:  # a parser state that cannot list its characters: let the model go on
+        return False
 
 
 def allowed_tokens_fn(tokenizer: Any, schema: dict[str, Any] | None, *, width: int = 0,
