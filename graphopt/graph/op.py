@@ -39,6 +39,11 @@ _current, _owned, _enter, _leave = context.current, context.owned, context.enter
 class TracedFunction:
     """A function whose every call (while tracing) is recorded as a node."""
 
+    # What every call reads lives in slots (read without a dict lookup); ``__dict__`` holds
+    # the wrapped function's metadata (``functools.update_wrapper``) and the rest.
+    __slots__ = ("function", "op", "code", "timeout", "is_async", "_direct", "_names", "__dict__",
+                 "__weakref__")
+
     def __init__(self, function: Callable[..., Any], *, name: str | None = None,
                  trainable: bool = False, timeout: float | None = None,
                  sandbox: Mode | None = None) -> None:
@@ -108,10 +113,34 @@ class TracedFunction:
             else:
                 values.append(arg)
                 plain = False
-        if plain:
-            return self._run(state, self.function, values, _NO_KEYWORDS, args, names, None)
-        call = self._split(state, self.function, values, _NO_KEYWORDS, args, names)
-        return call if type(call) is Error else self._run(state, *call)
+        if not plain:
+            call = self._split(state, self.function, values, _NO_KEYWORDS, args, names)
+            return call if type(call) is Error else self._run(state, *call)
+        # ``_run`` inlined for this call, its most frequent one (no keywords, no timeout).
+        if state.owner != get_ident():
+            state = _owned(state)
+        outer = state.frame
+        frame: list = []
+        state.frame = frame
+        failure: BaseException | None = None
+        tracer = current_tracer()
+        span = tracer.start("op", self.op.name, _NO_KEYWORDS) if tracer is not None else None
+        try:
+            value: Any = self.function(*values)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:
+            value, failure = None, exc
+        finally:
+            state.frame = outer
+            if span is not None:
+                tracer.end(span, _NO_KEYWORDS, failure)  # type: ignore[union-attr]
+        if failure is None and not frame and not isinstance(value, Node):
+            node = Message(value, args, self.op, names, None)
+            if outer is not None:
+                outer.append(node)
+            return node
+        return self._finish(state, value, failure, args, names, None, frame)
 
     # -- one call ---------------------------------------------------------------------------
     def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, bound: bool) -> Any:
