@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from graphopt.errors import LLMError
 from graphopt.llm.config import LLMSettings, load_settings
-from graphopt.llm.local import runtime
-from graphopt.llm.local.engine import Generated
 from graphopt.llm.protocol import Message
 from graphopt.llm.reply import Reply, Usage
+
+if TYPE_CHECKING:
+    from graphopt.llm.local.engine import Generated
 
 # Model names the local provider serves, mapped to what loads them.
 MODELS = ("smollm2",)
@@ -40,6 +41,9 @@ class LocalBackend:
     def engine(self) -> Any:
         """The shared engine (loading the model on first access)."""
         if self._engine is None:
+            # The runtime (torch, the engine) loads here: registering the backend stays light.
+            from graphopt.llm.local import runtime
+
             self._engine = runtime.shared_engine(self.settings)
         return self._engine
 

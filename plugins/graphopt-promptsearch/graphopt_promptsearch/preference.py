@@ -11,11 +11,12 @@ deterministic from the judgements, so it stores nothing.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from graphopt.optim.surrogate import features
+
+if TYPE_CHECKING:
+    import torch
 
 Values = Mapping[str, Any]
 
@@ -27,11 +28,15 @@ class PreferenceModel:
         self.dims = dims
         self.l2 = l2
         self.max_iter = max_iter
+        import torch  # here, not at the top: registering the plugin never loads torch
+
         self.weights = torch.zeros(dims + 1, dtype=torch.float64)
         self._ids: dict[int, int] = {}
 
     def phi(self, values: Values, candidate: int | None = None) -> torch.Tensor:
         """The feature vector: hashed n-grams, then the candidate's own indicator (if known)."""
+        import torch
+
         vector = torch.zeros(self.dims + 1 + len(self._ids), dtype=torch.float64)
         for key, value in features(values, dims=self.dims).items():
             vector[key] = value
@@ -41,6 +46,8 @@ class PreferenceModel:
 
     def fit(self, candidates: Mapping[int, Values], duels: Sequence[tuple[int, int, float]]) -> None:
         """Refit on every judgement so far; ``candidates`` maps ids to values."""
+        import torch
+
         self._ids = {cid: n for n, cid in enumerate(sorted(candidates))}
         if not duels:
             self.weights = torch.zeros(self.dims + 1 + len(self._ids), dtype=torch.float64)
@@ -65,6 +72,8 @@ def _newton(rows: torch.Tensor, labels: torch.Tensor, l2: float, max_iter: int) 
     """Weights minimizing the logistic loss of ``rows @ w`` against soft ``labels`` plus
     ``l2 * |w|^2``, by Newton steps in the dual: the optimum is ``w = rows.T @ a``, so each step
     solves a system the size of the judgements, not of the features."""
+    import torch
+
     gram = rows @ rows.T
     dual = torch.zeros(rows.shape[0], dtype=torch.float64)
     ridge = 2 * l2 * torch.eye(rows.shape[0], dtype=torch.float64)
