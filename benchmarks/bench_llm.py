@@ -78,3 +78,81 @@ def test_tokens_per_second_one_request(benchmark: Any, client: Client) -> None:
 
 def test_tokens_per_second_batch_of_8(benchmark: Any, client: Client) -> None:
     _tokens_per_second(benchmark, client, 8)
+
+
+# -- prefix caching and the demo's request shapes ----------------------------------------------
+SYSTEM = ("You label customer reviews. Read the review and answer with one word, positive or "
+          "negative, and nothing else. A review that praises the product is positive; one that "
+          "complains about it is negative.")
+SHOTS = "".join(f"Review: {text}\nSentiment: {label}\n\n" for text, label in [
+    ("Absolutely loved it, the battery lasts for days.", "positive"),
+    ("Stopped working after two days, total waste of money.", "negative"),
+    ("Great value and it arrived early.", "positive")])
+REVIEWS = ["The zipper broke on the first day.", "Crisp screen, smooth performance.",
+           "Customer service never answered my emails.", "My kids adore this game.",
+           "The colours faded after one wash.", "Comfortable and well made.",
+           "Arrived damaged and late.", "Best purchase this year."]
+
+
+def shared_prefix_messages() -> list[list[dict[str, str]]]:
+    """Eight labelling prompts sharing a system prompt and three examples (the demo's shape)."""
+    return [[{"role": "system", "content": SYSTEM},
+             {"role": "user", "content": f"{SHOTS}Review: {review}\nSentiment:"}] for review in REVIEWS]
+
+
+def run_batch(engine: Any, messages: list[list[dict[str, str]]], max_tokens: int) -> list[Any]:
+    futures = [engine.submit(m, max_tokens=max_tokens) for m in messages]
+    return [f.result() for f in futures]
+
+
+@pytest.mark.parametrize("prefix_cache", ["off", "on"])
+def test_shared_prefix_batch_of_8(benchmark: Any, client: Client, prefix_cache: str) -> None:
+    from graphopt.llm.local.engine import Engine
+
+    loaded = client.backend.engine
+    engine = Engine(loaded.model, loaded.tokenizer, batch_wait_ms=100,
+                    prefix_cache_tokens=8192 if prefix_cache == "on" else 0)
+    replies = benchmark.pedantic(run_batch, args=(engine, shared_prefix_messages(), 4),
+                                 rounds=3, iterations=1, warmup_rounds=1)
+    assert len(replies) == 8 and engine.generate_calls == 4
+    if engine.prefixes is not None:
+        benchmark.extra_info["reused_tokens"] = engine.prefixes.reused_tokens
+
+
+def main() -> None:
+    """Tokens per second alone and batched, and a shared-prefix batch with prefix caching off and
+    on, on the embedded model (each figure the median of three runs, in this process)."""
+    import statistics
+    import tempfile
+    import time
+
+    from graphopt.llm.local.engine import Engine
+
+    configure_threads(load_settings())
+    loaded = weights.load(Path(tempfile.gettempdir()) / "graphopt-bench-llm" / "models")
+    engines = {name: Engine(loaded.model, loaded.tokenizer, batch_wait_ms=100,
+                            prefix_cache_tokens=tokens) for name, tokens in (("off", 0), ("on", 8192))}
+
+    def timed(function: Any) -> tuple[float, Any]:
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            result = function()
+            runs.append(time.perf_counter() - started)
+        return statistics.median(runs), result
+
+    stories = [[{"role": "user", "content": f"Tell a short story about a robot named R{i}."}]
+               for i in range(8)]
+    for name, requests in (("one request", stories[:1]), ("batch of 8", stories)):
+        seconds, replies = timed(lambda: run_batch(engines["off"], requests, 64))
+        tokens = sum(r.completion_tokens for r in replies)
+        print(f"{name:34} {tokens / seconds:7.1f} tokens/s ({tokens} tokens in {seconds:.2f} s)")
+    run_batch(engines["on"], shared_prefix_messages(), 4)  # stores the shared prefix
+    for name, engine in engines.items():
+        seconds, replies = timed(lambda: run_batch(engine, shared_prefix_messages(), 4))
+        prompt = sum(r.prompt_tokens for r in replies)
+        print(f"shared-prefix batch of 8, cache {name:3} {seconds:7.2f} s ({prompt} prompt tokens)")
+
+
+if __name__ == "__main__":
+    main()
