@@ -1,7 +1,9 @@
-"""``import graphopt`` in a fresh process against ``python -c pass`` in the same run (target ≤ 0.3 s).
+"""``import graphopt`` in a fresh process against ``python -c pass`` in the same run (target ≤ 0.3 s),
+and a text program's first ``go.backward`` (which builds the plugin manager: every built-in and
+installed plugin registers) after it.
 
 Run ``python benchmarks/bench_import.py`` for a table (median of interleaved runs, and which heavy
-libraries the import left in ``sys.modules``), or ``make bench`` for the pytest-benchmark rounds.
+libraries each left in ``sys.modules``), or ``make bench`` for the pytest-benchmark rounds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ HEAVY = ("torch", "transformers", "litellm", "networkx", "rich", "optuna", "pyda
          "diskcache", "typer", "safetensors")
 PROBE = ("import sys, graphopt; print(__import__('json').dumps({'modules': len(sys.modules), "
          "'heavy': sorted(m for m in %r if m in sys.modules)}))" % (HEAVY,))
+FIRST_BACKWARD = ("import graphopt as go\n"
+                  "p = go.param('Answer briefly.', name='p')\n"
+                  "go.backward(go.ops.str(p), 'too long')")
+BACKWARD_PROBE = (FIRST_BACKWARD + "\nimport sys, json\nprint(json.dumps({'modules': len(sys.modules), "
+                  "'heavy': sorted(m for m in %r if m in sys.modules)}))" % (HEAVY,))
 
 
 def run(code: str) -> float:
@@ -28,37 +35,45 @@ def run(code: str) -> float:
 
 
 def measure(repeats: int = 7) -> dict[str, float]:
-    """Median wall time of ``pass`` and ``import graphopt``, interleaved so load hits both alike."""
-    run("import graphopt")  # warm the file cache
-    bare, imported = [], []
+    """Median wall time of ``pass``, ``import graphopt`` and import plus a first backward,
+    interleaved so load hits all alike."""
+    run(FIRST_BACKWARD)  # warm the file cache
+    bare, imported, backward = [], [], []
     for _ in range(repeats):
         bare.append(run("pass"))
         imported.append(run("import graphopt"))
-    return {"pass": statistics.median(bare), "import": statistics.median(imported)}
+        backward.append(run(FIRST_BACKWARD))
+    return {"pass": statistics.median(bare), "import": statistics.median(imported),
+            "backward": statistics.median(backward)}
 
 
-def loaded() -> dict[str, object]:
-    """Module count and the heavy libraries present after ``import graphopt``."""
-    out = subprocess.run([sys.executable, "-c", PROBE], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
+def loaded(probe: str = PROBE) -> dict[str, object]:
+    """Module count and the heavy libraries present after ``probe`` (``import graphopt``)."""
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("code", ["pass", "import graphopt"], ids=["python", "graphopt"])
+@pytest.mark.parametrize("code", ["pass", "import graphopt", FIRST_BACKWARD],
+                         ids=["python", "graphopt", "first-backward"])
 def test_import_time(benchmark, code):
     benchmark.group = "import"
     benchmark.pedantic(run, args=(code,), rounds=7, iterations=1, warmup_rounds=1)
     if code != "pass":
-        benchmark.extra_info.update(loaded())
+        benchmark.extra_info.update(loaded(BACKWARD_PROBE if code == FIRST_BACKWARD else PROBE))
 
 
 def main() -> None:
     times = measure()
-    info = loaded()
+    info, after = loaded(), loaded(BACKWARD_PROBE)
     print(f"python -c pass      {times['pass'] * 1e3:8.0f} ms")
     print(f"import graphopt     {times['import'] * 1e3:8.0f} ms   "
           f"(import alone ≈ {(times['import'] - times['pass']) * 1e3:.0f} ms)")
     print(f"modules loaded      {info['modules']:8d}")
     print(f"heavy libraries     {', '.join(info['heavy']) or 'none'}")
+    print(f"+ first backward    {times['backward'] * 1e3:8.0f} ms   "
+          f"(backward alone ≈ {(times['backward'] - times['import']) * 1e3:.0f} ms)")
+    print(f"modules loaded      {after['modules']:8d}")
+    print(f"heavy libraries     {', '.join(after['heavy']) or 'none'}")
 
 
 if __name__ == "__main__":

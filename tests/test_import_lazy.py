@@ -64,3 +64,51 @@ def test_graph_export_loads_networkx_on_first_use():
                    "g = go.graph.to_networkx(go.param(1, name='p') + 1)\n"
                    "print(json.dumps([before, g.number_of_nodes()]))")
     assert loaded == [False, 2]
+
+
+TEXT_PROGRAM = """
+import sys, json, graphopt as go
+from graphopt.llm.scripted import scripted_client
+from graphopt.plugins.manager import PluginManager, get_plugin_manager
+
+HEAVY = {heavy!r}
+if {builtins_only!r}:
+    manager = PluginManager()
+    manager.load_builtins()
+else:
+    manager = get_plugin_manager()
+loaded = {{}}
+prompt = go.param("Answer briefly.", name="prompt")
+k = go.param(3, name="k", space=go.Int(1, 5))
+t = go.param(0.5, name="t", space=go.Float(0.0, 1.0))
+go.backward(go.ops.str(prompt + " " + go.ops.str(k)), "too long", plugin_manager=manager)
+loaded["backward"] = [m for m in HEAVY if m in sys.modules]
+llm = scripted_client(lambda messages, params: "ok")
+for name, params, config in [("optoprime", [prompt], {{"llm": llm}}), ("textgrad", [prompt], {{"llm": llm}}),
+                             ("opro", [prompt], {{"llm": llm}}), ("evolution", [prompt, k], {{"llm": llm}}),
+                             ("random", [k, t], {{}})]:
+    go.optimizer(name, params, plugin_manager=manager, **config)
+    loaded[name] = [m for m in HEAVY if m in sys.modules]
+go.plugins.available("optimizers", plugin_manager=manager)
+loaded["listing"] = [m for m in HEAVY if m in sys.modules]
+print(json.dumps(loaded))
+"""
+TEXT_HEAVY = ("torch", "numpy", "transformers", "litellm", "optuna", "networkx", "rich")
+
+
+def test_backward_and_text_optimizers_load_no_heavy_library():
+    """graphopt's own plugins (optimizers, propagators, LLM backends) register without torch."""
+    loaded = fresh(TEXT_PROGRAM.format(heavy=TEXT_HEAVY, builtins_only=True))
+    assert loaded == {step: [] for step in ("backward", "optoprime", "textgrad", "opro", "evolution",
+                                            "random", "listing")}
+
+
+def test_an_optimizer_that_computes_with_torch_loads_it_when_built():
+    loaded = fresh("import sys, json, graphopt as go\n"
+                   "from graphopt.plugins.manager import PluginManager\n"
+                   "manager = PluginManager(); manager.load_builtins()\n"
+                   "k = go.param(3, name='k', space=go.Int(1, 5))\n"
+                   "before = 'torch' in sys.modules\n"
+                   "go.optimizer('spsa', [k], plugin_manager=manager)\n"
+                   "print(json.dumps([before, 'torch' in sys.modules]))")
+    assert loaded == [False, True]
