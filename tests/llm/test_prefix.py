@@ -6,6 +6,7 @@ tokenizer stand in for SmolLM2: the layout, cache reuse and generation path are 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -80,6 +81,17 @@ def test_a_later_call_reuses_the_start_it_shares_with_an_earlier_one(model: Any)
         assert cached.generate(messages(SYSTEM, user), max_tokens=5).text == \
             plain.generate(messages(SYSTEM, user), max_tokens=5).text
     assert cached.prefixes.hits == 1 and cached.prefixes.reused_tokens >= len(SYSTEM)
+
+
+def test_requests_arriving_one_after_another_still_share_a_batch(model: Any) -> None:
+    # Each arrives within one wait of the last, though the last comes after the first wait is up.
+    engine = Engine(model, ByteTokenizer(), batch_wait_ms=400)
+    futures = []
+    for user in USERS:
+        futures.append(engine.submit(messages(SYSTEM, user), max_tokens=2))
+        time.sleep(0.25)
+    assert all(f.result().completion_tokens >= 1 for f in futures)
+    assert engine.generate_calls == 1
 
 
 def test_prompts_without_a_shared_start_run_without_the_store(model: Any) -> None:

@@ -1,6 +1,7 @@
 """Generation with transformers, batching concurrent requests on one worker thread.
 
-Requests queue up; the worker waits ``batch_wait_ms`` for company, groups requests whose
+Requests queue up; the worker waits ``batch_wait_ms`` for company (and again after each arrival,
+up to ``WAIT_SLIDES`` waits in all), groups requests whose
 generation settings agree, and runs each group as one left-padded ``generate`` call (a batch of 8
 gives several times the throughput of 8 sequential calls on a CPU). A streamed request runs alone.
 
@@ -27,6 +28,7 @@ from graphopt.llm.local.constrained import allowed_tokens_fn, json_schema_of
 from graphopt.llm.local.prefix import MIN_PREFIX, Layers, PrefixStore, common_prefix
 
 DEFAULT_MAX_TOKENS = 256
+WAIT_SLIDES = 4
 # OpenAI parameters that have no meaning for a local model and are accepted silently.
 _IGNORED = frozenset({"frequency_penalty", "presence_penalty", "logit_bias", "user", "n",
                       "stream", "stream_options", "timeout", "tools", "tool_choice", "metadata"})
@@ -173,12 +175,16 @@ class Engine:
     def _serve(self) -> None:
         while True:
             pending = [self._queue.get()]
-            deadline = time.monotonic() + self.batch_wait
+            # The wait for company slides with each arrival (a batch's requests come from threads
+            # that each trace a little before calling), up to ``WAIT_SLIDES`` waits in all.
+            now = time.monotonic()
+            deadline, last = now + self.batch_wait, now + WAIT_SLIDES * self.batch_wait
             while len(pending) < self.max_batch and pending[0].streamer is None:
                 try:
                     pending.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
+                deadline = min(time.monotonic() + self.batch_wait, last)
             for group in _groups(pending, self.max_batch):
                 self._run(group)
 
