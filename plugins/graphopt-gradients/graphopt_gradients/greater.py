@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Mapping, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from graphopt.errors import ParamValidationError
 from graphopt.graph.node import Param
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager
 from graphopt_gradients.prompt_loss import INPUT_FIELD, PROMPT_FIELD, PromptLoss
+
+if TYPE_CHECKING:
+    import torch
 
 CHATS = (None, "system", "user")
 
@@ -57,6 +58,8 @@ class Greater(Optimizer):
                  dtype: str | None = "float32", topk: int = 4, lm_topk: int | None = 64,
                  positions_per_step: int = 4, candidates: int = 16, batch_size: int = 32, seed: int = 0,
                  plugin_manager: PluginManager | None = None) -> None:
+        import torch
+
         require_ints(self.name, {"topk": (topk, 1), **({} if lm_topk is None else {"lm_topk": (lm_topk, 1)}),
                                  "positions_per_step": (positions_per_step, 1),
                                  "candidates": (candidates, 1), "batch_size": (batch_size, 1), "seed": (seed, 0)})
@@ -86,6 +89,8 @@ class Greater(Optimizer):
 
     def prompt_loss(self) -> PromptLoss:
         """The loss function over prompt tokens (loading the embedded model on first use)."""
+        import torch
+
         if self._loss is None:
             if self.model is None:
                 # Here, not at the top: loading this plugin's entry point must not pull in the LLM
@@ -143,6 +148,8 @@ class Greater(Optimizer):
     def _candidates(self, loss_fn: PromptLoss, ids: list[int], grad: torch.Tensor,
                     next_logits: torch.Tensor | None, group: Mapping[str, Any]) -> list[list[int]]:
         """Single-token substitutions: gradient-ranked among the model's next-token candidates."""
+        import torch
+
         vocab = min(grad.shape[1], len(loss_fn.tokenizer))
         order = torch.randperm(len(ids), generator=self.generator).tolist()
         positions = order[:group["positions_per_step"]]
@@ -182,6 +189,8 @@ class Greater(Optimizer):
                                        f"a generator state list, got {sorted(data)}")
 
     def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+        import torch
+
         self.iteration = data["iteration"]
         self.generator.set_state(torch.tensor(data["generator"], dtype=torch.uint8))
         self.last_step = {k: dict(v) for k, v in data.get("last_step", {}).items()}

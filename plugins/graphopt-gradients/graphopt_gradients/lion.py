@@ -8,9 +8,7 @@ updates them in place.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from graphopt.errors import OptimizerStepError, ParamValidationError
 from graphopt.graph.node import Param
@@ -18,17 +16,22 @@ from graphopt.optim import tensor_state
 from graphopt.optim.optimizer import Optimizer, ParamsArg
 from graphopt.plugins.manager import PluginManager
 
+if TYPE_CHECKING:
+    import torch
 
-@torch.no_grad()
+
 def lion(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avgs: Sequence[torch.Tensor], *,
          lr: float, beta1: float, beta2: float, weight_decay: float) -> None:
     """One Lion update in place: ``θ ← θ(1 − lr·λ) − lr·sign(β1·m + (1 − β1)·g)``, ``m ← β2·m + (1 − β2)·g``."""
-    for param, grad, exp_avg in zip(params, grads, exp_avgs):
-        direction = exp_avg.mul(beta1).add_(grad, alpha=1 - beta1).sign_()
-        if weight_decay:
-            param.mul_(1 - lr * weight_decay)
-        param.add_(direction, alpha=-lr)
-        exp_avg.mul_(beta2).add_(grad, alpha=1 - beta2)
+    import torch
+
+    with torch.no_grad():
+        for param, grad, exp_avg in zip(params, grads, exp_avgs):
+            direction = exp_avg.mul(beta1).add_(grad, alpha=1 - beta1).sign_()
+            if weight_decay:
+                param.mul_(1 - lr * weight_decay)
+            param.add_(direction, alpha=-lr)
+            exp_avg.mul_(beta2).add_(grad, alpha=1 - beta2)
 
 
 class Lion(Optimizer):
@@ -67,6 +70,8 @@ class Lion(Optimizer):
         ``closure``, when given, runs first with grad enabled (as in ``torch.optim``) and may
         recompute the gradients.
         """
+        import torch
+
         self._call_hook("graphopt_before_step", optimizer=self, params=self.params)
         if closure is not None:
             with torch.enable_grad():
@@ -104,6 +109,8 @@ class Lion(Optimizer):
         return tensor_state.encode(state)
 
     def param_state_from_json(self, target: Param, data: Any) -> dict[str, Any]:
+        import torch
+
         state = tensor_state.decode(data, device=target.value.device)
         exp_avg = state.get("exp_avg")
         if not isinstance(exp_avg, torch.Tensor) or exp_avg.shape != target.value.shape:

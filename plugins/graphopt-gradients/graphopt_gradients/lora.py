@@ -10,11 +10,12 @@ the embedded model at inference memory) or, with ``requires_grad=True``, any gra
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from graphopt.graph.node import Param, param
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_TARGETS = ("q_proj", "v_proj")
 
@@ -65,6 +66,8 @@ def add_lora(model: Any, *, rank: int = 4, alpha: float = 8.0, targets: Sequence
     ``scale = alpha / rank``; ``A`` is drawn from ``N(0, 1/in)`` with ``seed`` on the layer's
     device. Raises ``ValueError`` when no layer matches.
     """
+    import torch
+
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"add_lora: rank expects an int >= 1, got {rank!r}")
     scale = alpha / rank

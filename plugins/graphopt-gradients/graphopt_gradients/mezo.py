@@ -11,15 +11,16 @@ inference needs. The loss may come from any metric: the closure returns a number
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from graphopt.errors import OptimizerStepError, ParamValidationError
 from graphopt.graph.node import Param
 from graphopt.optim.objective import to_loss
 from graphopt.optim.optimizer import Optimizer, ParamsArg
 from graphopt.plugins.manager import PluginManager
+
+if TYPE_CHECKING:
+    import torch
 
 _MASK = (1 << 64) - 1
 
@@ -37,6 +38,8 @@ def mix(*numbers: int) -> int:
 
 def direction(tensor: torch.Tensor, seed: int) -> torch.Tensor:
     """The perturbation ``z ~ N(0, I)`` for ``tensor``, drawn on its device from ``seed``."""
+    import torch
+
     generator = torch.Generator(device=tensor.device).manual_seed(seed)
     return torch.randn(tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype)
 
@@ -112,6 +115,8 @@ class MeZO(Optimizer):
         return committed
 
     def _loss(self, closure: Callable[[], Any]) -> float:
+        import torch
+
         with torch.no_grad():
             result = closure()
         try:
@@ -123,20 +128,24 @@ class MeZO(Optimizer):
                                      f"returned a non-finite loss {loss}", optimizer=self)
         return loss
 
-    @torch.no_grad()
     def _perturb(self, seed: int, scale: float) -> None:
-        for index, target in enumerate(self.params):
-            eps = self._group_of(target)["eps"]
-            target.value.add_(direction(target.value, mix(seed, index)), alpha=scale * eps)
+        import torch
 
-    @torch.no_grad()
+        with torch.no_grad():
+            for index, target in enumerate(self.params):
+                eps = self._group_of(target)["eps"]
+                target.value.add_(direction(target.value, mix(seed, index)), alpha=scale * eps)
+
     def _update(self, seed: int, projected: float) -> None:
-        for index, target in enumerate(self.params):
-            group = self._group_of(target)
-            grad = projected / group["eps"]
-            if group["weight_decay"]:
-                target.value.mul_(1 - group["lr"] * group["weight_decay"])
-            target.value.add_(direction(target.value, mix(seed, index)), alpha=-group["lr"] * grad)
+        import torch
+
+        with torch.no_grad():
+            for index, target in enumerate(self.params):
+                group = self._group_of(target)
+                grad = projected / group["eps"]
+                if group["weight_decay"]:
+                    target.value.mul_(1 - group["lr"] * group["weight_decay"])
+                target.value.add_(direction(target.value, mix(seed, index)), alpha=-group["lr"] * grad)
 
     def _group_of(self, target: Param) -> dict[str, Any]:
         return next(g for g in self.param_groups if any(p is target for p in g["params"]))

@@ -11,9 +11,10 @@ passes, and its gradient with respect to the one-hot encoding of the prompt's to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PROMPT_FIELD = "{prompt}"
 INPUT_FIELD = "{input}"
@@ -66,6 +67,8 @@ class PromptLoss:
 
     def __init__(self, model: Any, tokenizer: Any, examples: Sequence[tuple[str, str]], *, template: str,
                  chat: str | None, device: torch.device, batch_size: int = 32) -> None:
+        import torch
+
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -108,6 +111,8 @@ class PromptLoss:
         return rows
 
     def _padded(self, rows: Sequence[tuple[list[int], int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         width = max(len(ids) for ids, _, _ in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -120,6 +125,8 @@ class PromptLoss:
     def _losses(self, logits: torch.Tensor, input_ids: torch.Tensor,
                 rows: Sequence[tuple[list[int], int, int]]) -> torch.Tensor:
         """Mean target cross-entropy per row; ``logits`` are the last ``T + 1`` columns' logits."""
+        import torch
+
         keep = logits.shape[1]
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         targets = input_ids[:, -keep + 1:]
@@ -135,18 +142,20 @@ class PromptLoss:
         return self.model(attention_mask=mask, position_ids=positions, logits_to_keep=keep, **inputs).logits
 
     # -- public -----------------------------------------------------------------------------
-    @torch.no_grad()
     def losses(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
         """The loss of each prompt (mean over examples), in batched forward passes without gradients."""
-        rows = self._rows(prompts)
-        per_row = []
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
-            input_ids, mask = self._padded(chunk)
-            keep = max(t for _, _, t in chunk) + 1
-            logits = self._forward(mask, keep, input_ids=input_ids)
-            per_row.append(self._losses(logits, input_ids, chunk))
-        return torch.cat(per_row).view(len(prompts), len(self.examples)).mean(dim=1).cpu()
+        import torch
+
+        with torch.no_grad():
+            rows = self._rows(prompts)
+            per_row = []
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start:start + self.batch_size]
+                input_ids, mask = self._padded(chunk)
+                keep = max(t for _, _, t in chunk) + 1
+                logits = self._forward(mask, keep, input_ids=input_ids)
+                per_row.append(self._losses(logits, input_ids, chunk))
+            return torch.cat(per_row).view(len(prompts), len(self.examples)).mean(dim=1).cpu()
 
     def gradient(self, prompt: Sequence[int]) -> tuple[float, torch.Tensor, torch.Tensor | None]:
         """``(loss, grad, next_token_logits)`` at ``prompt``.
@@ -155,6 +164,8 @@ class PromptLoss:
         prompt position ``i``; ``next_token_logits[i]`` is the model's distribution for prompt
         position ``i`` given what precedes it in the first example (``None`` when nothing does).
         """
+        import torch
+
         weight = self.model.get_input_embeddings().weight
         one_hot = torch.zeros(len(prompt), weight.shape[0], dtype=weight.dtype, device=weight.device)
         one_hot[torch.arange(len(prompt)), torch.tensor(list(prompt), device=weight.device)] = 1
@@ -185,6 +196,8 @@ class PromptLoss:
     def _embeds(input_ids: torch.Tensor, rows: Sequence[tuple[list[int], int, int]],
                 prompt_embeds: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Row embeddings with each row's prompt span taken from ``prompt_embeds`` (so it carries grad)."""
+        import torch
+
         plain = weight.detach()[input_ids]
         width = input_ids.shape[1]
         stacked = []
