@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Mapping
-
-import optuna
-import torch
-from optuna.trial import FrozenTrial, TrialState
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from graphopt.errors import OptimizerStepError, ParamValidationError
 from graphopt.feedback.feedback import Feedback
+from graphopt.graph.kinds import is_tensor
 from graphopt.graph.node import Node, Param
 from graphopt.optim.evaluation import (Counted, EvaluationMemo, current_values, is_evaluation,
                                        point_key)
 from graphopt.optim.objective import distinct_feedback, mean_score
 from graphopt.optim.optimizer import Optimizer, ParamsArg, require_ints
 from graphopt.plugins.manager import PluginManager
-from graphopt_optuna.distributions import distribution, from_optuna, space_of, to_optuna
-from graphopt_optuna.random_state import check_random_states, random_states, set_random_states
-from graphopt_optuna.samplers import FixedValues, make_pruner, make_sampler, sampler_class
-from graphopt_optuna.storage import open_storage, trial_from_json, trial_to_json
+
+if TYPE_CHECKING:  # optuna loads when the optimizer is built: registering the plugin stays light
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
 
 DIRECTIONS = ("maximize", "minimize")
 
@@ -53,6 +50,9 @@ class OptunaOptimizer(Counted, Optimizer):
                  storage: str | os.PathLike[str] | None = None, study_name: str = "graphopt",
                  seed: int = 0, memo_size: int = 10_000, plugin_manager: PluginManager | None = None
                  ) -> None:
+        from graphopt_optuna.distributions import distribution, space_of
+        from graphopt_optuna.samplers import sampler_class
+
         objectives = dict(objectives) if objectives is not None else {"score": "maximize"}
         _check_objectives(objectives, pruner)
         require_ints("optuna", {"memo_size": (memo_size, 0)})
@@ -76,6 +76,8 @@ class OptunaOptimizer(Counted, Optimizer):
         self._reported = 0
 
     def check_param(self, name: str, target: Param) -> None:
+        from graphopt_optuna.distributions import space_of
+
         try:
             space_of(target)
         except ValueError as err:
@@ -84,6 +86,9 @@ class OptunaOptimizer(Counted, Optimizer):
     # -- stepping -----------------------------------------------------------------------------
     def propose(self, closure: Callable[[], Any] | None = None) -> dict[Param, Any]:
         """Tell the open trial its objective values, ask the next; no feedback, no change."""
+        from optuna.trial import TrialState
+        from graphopt_optuna.distributions import from_optuna
+
         values = self._objective_values(closure)
         if values is None and not self._pruned:
             return {}
@@ -122,6 +127,8 @@ class OptunaOptimizer(Counted, Optimizer):
 
     def best_trials(self) -> list[dict[str, Any]]:
         """Best finished trials (the Pareto front with several objectives): values and objectives."""
+        from graphopt_optuna.distributions import from_optuna
+
         best = []
         for trial in self.study.best_trials:
             if set(trial.params) >= set(self.spaces):
@@ -172,7 +179,7 @@ class OptunaOptimizer(Counted, Optimizer):
             value = value.value
         if isinstance(value, Feedback):
             value = mean_score([value])
-        elif isinstance(value, torch.Tensor) and value.numel() == 1:
+        elif is_tensor(value) and value.numel() == 1:
             value = float(value.detach())
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise OptimizerStepError(f"optimizer 'optuna': objective {objective!r} expects a number, got "
@@ -182,6 +189,9 @@ class OptunaOptimizer(Counted, Optimizer):
     # -- trials -------------------------------------------------------------------------------
     def _current_trial(self) -> optuna.Trial:
         """The open trial, if it holds the params' values; else one opened for those values."""
+        from optuna.trial import TrialState
+        from graphopt_optuna.distributions import to_optuna
+
         current = {name: to_optuna(self.spaces[name], p.value) for p, name in self.param_names.items()}
         if self._trial is not None and self._trial.params == current:
             return self._trial
@@ -193,6 +203,8 @@ class OptunaOptimizer(Counted, Optimizer):
         return self._trial
 
     def _ask(self, fixed: dict[str, Any] | None) -> optuna.Trial:
+        from graphopt_optuna.samplers import FixedValues
+
         # The sampler is built once (seeded) and kept, as with raw Optuna: its random state
         # travels in state_dict(), so a restored study continues identically.
         if fixed is not None:
@@ -210,6 +222,8 @@ class OptunaOptimizer(Counted, Optimizer):
 
     def _tell(self, trial: optuna.Trial, *, values: list[float] | None = None,
               state: TrialState | None = None) -> None:
+        from optuna.trial import TrialState
+
         if values is not None and any(math.isnan(v) for v in values):
             state, values = TrialState.FAIL, None
         try:
@@ -220,6 +234,10 @@ class OptunaOptimizer(Counted, Optimizer):
         self._trial = None
 
     def _create_study(self, trials: list[dict[str, Any]] | None = None) -> optuna.Study:
+        import optuna
+        from graphopt_optuna.samplers import make_pruner, make_sampler
+        from graphopt_optuna.storage import open_storage, trial_from_json
+
         pruner = self.config["pruner"]
         self.sampler: optuna.samplers.BaseSampler = make_sampler(
             self.config["sampler"], self.config["sampler_options"], self.config["seed"])
@@ -239,6 +257,8 @@ class OptunaOptimizer(Counted, Optimizer):
     def extra_state_dict(self) -> dict[str, Any]:
         """Config, the sampler's random state, the open trial and, for an in-memory study only,
         every trial."""
+        from graphopt_optuna.random_state import random_states
+
         in_memory = self.config["storage"] is None
         return {
             "config": self.config,
@@ -252,6 +272,8 @@ class OptunaOptimizer(Counted, Optimizer):
         }
 
     def _trial_to_json(self, trial: FrozenTrial) -> dict[str, Any]:
+        from graphopt_optuna.storage import trial_to_json
+
         # A finished trial never changes: written once, not at every checkpoint.
         if not trial.state.is_finished():
             return trial_to_json(trial)
@@ -261,6 +283,8 @@ class OptunaOptimizer(Counted, Optimizer):
         return written
 
     def check_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+        from graphopt_optuna.random_state import check_random_states
+
         for key, value in data["config"].items():
             if self.config.get(key) != value:
                 raise ParamValidationError(f"optimizer 'optuna': state dict has {key}={value!r}, this "
@@ -272,6 +296,10 @@ class OptunaOptimizer(Counted, Optimizer):
                                        f"{self.config['sampler']!r}: {err}") from err
 
     def load_extra_state_dict(self, data: Mapping[str, Any]) -> None:
+        import optuna
+        from optuna.trial import TrialState
+        from graphopt_optuna.random_state import set_random_states
+
         if data["trials"] is not None:
             self._finished_json = {}
             self.study = self._create_study(trials=data["trials"])
