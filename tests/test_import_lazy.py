@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("torch", "transformers", "litellm", "networkx", "rich", "optuna", "pydantic", "numpy",
          "diskcache", "safetensors", "typer")
 LAYERS = ("graphopt.feedback", "graphopt.llm", "graphopt.optim", "graphopt.train", "graphopt.cli")
@@ -96,9 +98,11 @@ print(json.dumps(loaded))
 TEXT_HEAVY = ("torch", "numpy", "transformers", "litellm", "optuna", "networkx", "rich")
 
 
-def test_backward_and_text_optimizers_load_no_heavy_library():
-    """graphopt's own plugins (optimizers, propagators, LLM backends) register without torch."""
-    loaded = fresh(TEXT_PROGRAM.format(heavy=TEXT_HEAVY, builtins_only=True))
+@pytest.mark.parametrize("builtins_only", [True, False], ids=["builtins", "installed-plugins"])
+def test_backward_and_text_optimizers_load_no_heavy_library(builtins_only):
+    """Plugins (graphopt's own, and the installed first-party ones) register without torch,
+    numpy, optuna or an LLM library; those load when an optimizer that computes with them is built."""
+    loaded = fresh(TEXT_PROGRAM.format(heavy=TEXT_HEAVY, builtins_only=builtins_only))
     assert loaded == {step: [] for step in ("backward", "optoprime", "textgrad", "opro", "evolution",
                                             "random", "listing")}
 
