@@ -3,8 +3,10 @@
 Three optimizers share the run: ``torch`` trains the head, ``fewshot`` fills the demonstrations,
 ``optoprime`` (or ``evolution``) revises the instruction. New demos are kept when they score no
 worse on the step's minibatch; a new instruction only when it scores strictly better
-(``accept="better"``), so on a tie the 135M model's text stays out. Replies and evaluations are
-cached under the cache directory, so a second run makes (nearly) no model calls.
+(``accept="better"``), so on a tie the 135M model's text stays out. optoprime's reply is held to
+48 tokens: an instruction of a sentence or two and a short reason, which is all the 135M model
+writes usefully (each token costs a decoding step, most of the job's time). Replies and
+evaluations are cached under the cache directory, so a second run makes (nearly) no model calls.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def instruction_optimizer(flow: ReviewTriage, client: Any, search: str) -> Optim
         search = "optoprime" if "optoprime" in available() else "evolution"
     if search == "optoprime":
         chosen = optimizer("optoprime", [flow.instruction], llm=client, max_prompt_tokens=700,
-                           max_tokens=96, max_runs=2)
+                           max_tokens=48, max_runs=2)
         chosen.accept = "better"  # the gate's mode for this optimizer (Trainer(accept=...) for all)
         return chosen
     return optimizer("evolution", [flow.instruction], llm=client, population=2, offspring=1,
