@@ -2,8 +2,9 @@
 
 ``minimal_node`` builds the same chain from a bare slotted class (micrograd's shape), so the
 ratio of graphopt's tracing to the floor is read within one run. ``python benchmarks/bench_graph.py``
-prints µs per op and the exponent between sizes (1.0 is linear: flat µs/op); the 1M sizes run one
-timed round (pytest-benchmark) or the best of ``ROUNDS_LARGE`` (the table).
+prints the median µs per op of ``ROUNDS`` builds (``ROUNDS_LARGE`` at 1M), the exponent between
+sizes (1.0 is linear: flat µs/op) and the spread (fastest–slowest build) below, since a shared
+machine's load moves single builds; the 1M sizes run one timed round under pytest-benchmark.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import gc
 import itertools
 import math
+import statistics
 import sys
 import time
 
@@ -20,7 +22,8 @@ import graphopt as go
 from graphopt.graph.walk import minimal_subgraph
 
 SIZES = [1_000, 10_000, 100_000, 1_000_000]
-ROUNDS_LARGE = 1
+ROUNDS = 5
+ROUNDS_LARGE = 3
 _ids = itertools.count()
 
 
@@ -137,8 +140,8 @@ def test_backward(benchmark, shape, n):
 
 
 def _time(shape, n, rounds):
-    """Best CPU time of ``rounds`` builds; the leaves of fan-in and tree are made untimed."""
-    best = math.inf
+    """CPU times of ``rounds`` builds; the leaves of fan-in and tree are made untimed."""
+    times = []
     for _ in range(rounds):
         if shape == "params":
             args = (n,)
@@ -151,21 +154,27 @@ def _time(shape, n, rounds):
             args, build = (n,), BUILDERS[shape]
         start = time.process_time()  # CPU time: other processes on a shared machine add less noise
         result = build(*args)
-        best = min(best, time.process_time() - start)
+        times.append(time.process_time() - start)
         del result, args
         gc.collect()
-    return best
+    return times
 
 
 def main(sizes=SIZES) -> None:
     shapes = ["minimal", "params", "chain", "op_chain", "fan_in", "tree"]
     print(f"{'shape':10}" + "".join(f"{n:>12,}" for n in sizes) + "   exponents (µs/op flat = 1.00)")
+    spreads = []
     for shape in shapes:
-        seconds = [_time(shape, n, ROUNDS_LARGE if n >= 1_000_000 else 3) for n in sizes]
+        samples = [_time(shape, n, ROUNDS_LARGE if n >= 1_000_000 else ROUNDS) for n in sizes]
+        seconds = [statistics.median(times) for times in samples]
         per_op = "".join(f"{s / n * 1e6:10.2f}µs" for s, n in zip(seconds, sizes))
         exponents = " ".join(f"{math.log(seconds[i + 1] / seconds[i]) / math.log(sizes[i + 1] / sizes[i]):.2f}"
                              for i in range(len(sizes) - 1))
         print(f"{shape:10}{per_op}   {exponents}", flush=True)
+        spreads.append(f"{shape:10}" + "".join(f"{min(t) / n * 1e6:6.2f}–{max(t) / n * 1e6:<5.2f}"
+                                                for t, n in zip(samples, sizes)))
+    print("\nspread (fastest–slowest build, µs/op)")
+    print("\n".join(spreads))
 
 
 if __name__ == "__main__":
