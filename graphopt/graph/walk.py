@@ -74,40 +74,39 @@ class Subgraph:
 
 def minimal_subgraph(outputs: Sequence[Node]) -> Subgraph:
     """The nodes between the trainable parameters and ``outputs``: what feedback must cross."""
-    # topological_order's walk with the path test done as each node finishes (its parents are
-    # all decided by then), in one pass: this runs once per backward, every torch step included.
+    # topological_order's walk, deciding each node as it finishes (its parents are decided by
+    # then), in one pass: this runs once per backward, every torch step included. Parents are
+    # pushed all at once; one already finished is skipped when popped (still O(V + E)).
     outputs = tuple(outputs)
     on_path: dict[Node, bool] = {}  # every finished node: whether a trainable param reaches it
     nodes: list[Node] = []
     params: list[Param] = []
     stack: list = list(outputs)
     stack.reverse()
-    pop, push = stack.pop, stack.append
+    pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:
         node = pop()
         if node is _FINISH:
             node = pop()
-        elif node in on_path:
-            continue
-        elif node.parents:
-            push(node)
-            push(_FINISH)
-            parents = node.parents
-            for index in range(len(parents) - 1, -1, -1):
-                if parents[index] not in on_path:
-                    push(parents[index])
-            continue
-        if isinstance(node, Param) and node.trainable:
-            params.append(node)
-        else:
             for parent in node.parents:
                 if on_path[parent]:
+                    on_path[node] = True
+                    nodes.append(node)
                     break
             else:
                 on_path[node] = False
-                continue
-        on_path[node] = True
-        nodes.append(node)
+        elif node not in on_path:
+            parents = node.parents
+            if parents:
+                push(node)
+                push(_FINISH)
+                extend(parents[::-1])
+            elif isinstance(node, Param) and node.trainable:  # params are leaves
+                on_path[node] = True
+                nodes.append(node)
+                params.append(node)
+            else:
+                on_path[node] = False
     return Subgraph(outputs, nodes, params)
 
 

@@ -77,7 +77,7 @@ class TorchOptimizer(Optimizer):
         # (pluggy keeps one per hook; a plugin registered later joins it, so checking it per step
         # still finds that plugin).
         self._tensors = [tensor for group in torch_groups for tensor in group["params"]]
-        self._finite = FiniteCheck()
+        self._finite = FiniteCheck(self._tensors[0].device)
         self._before_step = self.plugin_manager.hook.graphopt_before_step
         self._after_step = self.plugin_manager.hook.graphopt_after_step
 
@@ -100,7 +100,11 @@ class TorchOptimizer(Optimizer):
         # The hot path of every training loop: torch's own step with as little as possible around it.
         if self._before_step.get_hookimpls():
             self._before_step(optimizer=self, params=self.params)
-        grads = [grad for tensor in self._tensors if (grad := tensor.grad) is not None]
+        grads = []
+        for tensor in self._tensors:  # a loop, not a comprehension: no function frame per step
+            grad = tensor.grad
+            if grad is not None:
+                grads.append(grad)
         if not grads:
             return {}
         if not self._finite.all_finite(grads):
@@ -149,35 +153,55 @@ class FiniteCheck:
 
     The gradients go through the fused check ``torch.amp.GradScaler`` uses (scaling by exactly
     1.0, which changes no value), setting a flag on their device; reading it back is the one
-    synchronisation a step needs. The flag is zeroed only after it was found set, so a clean step
-    launches nothing else. Gradients the kernel refuses (several devices, sparse, complex) and
-    any step whose flag is set are checked tensor by tensor.
+    host-device synchronisation a step needs. The flag is zeroed only after it was found set, so
+    a clean step launches nothing else. Gradients on other devices than ``device`` (the
+    parameters' own, found once) are checked one device at a time; those the kernel refuses
+    (sparse, complex) and any set whose flag is set, tensor by tensor.
     """
 
-    __slots__ = ("_kernel", "_flags")
+    __slots__ = ("_kernel", "_flags", "_found", "_one")
 
-    def __init__(self) -> None:
+    def __init__(self, device: Any) -> None:
         import torch  # a torch optimizer is being built, so torch is wanted
 
         self._kernel = torch._amp_foreach_non_finite_check_and_unscale_
         self._flags: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}  # device: (found, one)
+        self._found, self._one = self._flags_on(device)
 
     def all_finite(self, grads: list[torch.Tensor]) -> bool:
-        device = grads[0].device
-        found, one = self._flags.get(device) or self._new_flags(device)
+        found = self._found
         try:
-            self._kernel(grads, found, one)
+            self._kernel(grads, found, self._one)
             if not found.item():
                 return True
-        except RuntimeError:  # refused as a whole: decide tensor by tensor
-            pass
+        except RuntimeError:  # several devices, or a layout or dtype the kernel lacks
+            found.zero_()
+            return self._per_device(grads)
         found.zero_()
         return all(map(_all_finite, grads))
 
-    def _new_flags(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        torch = sys.modules["torch"]
-        flags = (torch.zeros(1, device=device), torch.ones(1, device=device))
-        self._flags[device] = flags
+    def _per_device(self, grads: list[torch.Tensor]) -> bool:
+        groups: dict[Any, list[torch.Tensor]] = {}
+        for grad in grads:
+            groups.setdefault(grad.device, []).append(grad)
+        for device, members in groups.items():
+            found, one = self._flags_on(device)
+            try:
+                self._kernel(members, found, one)
+                if not found.item():
+                    continue
+            except RuntimeError:  # sparse or complex: checked alone
+                pass
+            found.zero_()
+            if not all(map(_all_finite, members)):
+                return False
+        return True
+
+    def _flags_on(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        flags = self._flags.get(device)
+        if flags is None:
+            torch = sys.modules["torch"]
+            flags = self._flags[device] = (torch.zeros(1, device=device), torch.ones(1, device=device))
         return flags
 
 
