@@ -113,9 +113,13 @@ class TracedFunction:
             else:
                 values.append(arg)
                 plain = False
-        if not plain:
+        if plain:
+            parents, arg_names, constants = args, names, None
+        else:
             call = self._split(state, self.function, values, _NO_KEYWORDS, args, names)
-            return call if type(call) is Error else self._run(state, *call)
+            if type(call) is Error:
+                return call
+            parents, arg_names, constants = call[3], call[4], call[5]
         # ``_run`` inlined for this call, its most frequent one (no keywords, no timeout).
         if state.owner != get_ident():
             state = _owned(state)
@@ -136,11 +140,11 @@ class TracedFunction:
             if span is not None:
                 tracer.end(span, _NO_KEYWORDS, failure)  # type: ignore[union-attr]
         if failure is None and not frame and not isinstance(value, Node):
-            node = Message(value, args, self.op, names, None)
+            node = Message(value, parents, self.op, arg_names, constants)
             if outer is not None:
                 outer.append(node)
             return node
-        return self._finish(state, value, failure, args, names, None, frame)
+        return self._finish(state, value, failure, parents, arg_names, constants, frame)
 
     # -- one call ---------------------------------------------------------------------------
     def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any], instance: Any, bound: bool) -> Any:
