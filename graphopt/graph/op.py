@@ -224,7 +224,20 @@ class TracedFunction:
         """
         names = (self._bound_names if bound else self._names).get(len(args)) \
             or self._argument_names(len(args), bound)
-        positional = [arg.value if isinstance(arg, Node) else arg for arg in args]
+        positional: list[Any] = []
+        plain = True  # every argument a node, none an error: the arguments are the parents
+        for arg in args:
+            if isinstance(arg, Node):
+                positional.append(arg.value)
+                if type(arg) is Error:
+                    plain = False
+            else:
+                positional.append(arg)
+                plain = False
+        if plain and not kwargs and self.code is None:
+            if bound:
+                positional.insert(0, instance)
+            return self.function, positional, _NO_KEYWORDS, args, names, None
         keywords = _NO_KEYWORDS
         if kwargs:
             names = (*names, *kwargs)
