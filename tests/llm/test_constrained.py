@@ -132,3 +132,44 @@ def test_schema_bounds_strings_by_the_params_limit_and_the_token_budget() -> Non
     free = reply_schema([prompt], {prompt: "system_prompt"}).model_json_schema()
     assert free["properties"]["system_prompt"]["maxLength"] == 200
     assert "maxLength" not in free["properties"]["reasoning"]
+
+
+def byte_level_tokenizer() -> Any:
+    """A small GPT-2 style tokenizer (byte-level BPE) built in memory: bytes, a few merges that make
+    word-start pieces ("Ġhello"), and the two halves of a multi-byte character."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from graphopt.llm.local.constrained import _byte_alphabet
+
+    alphabet = list(_byte_alphabet().values())
+    merges = [("Ġ", "h"), ("Ġh", "e"), ("Ġhe", "l"), ("Ġhel", "l"), ("Ġhell", "o"), ("{", '"'),
+              ("Ã", "©")]
+    vocab = {"<eos>": 0, **{c: i + 1 for i, c in enumerate(alphabet)}}
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    model = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    model.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=model, eos_token="<eos>")
+
+
+def test_byte_level_token_texts_equal_the_decoded_ones() -> None:
+    from graphopt.llm.local.constrained import _byte_level_tokens, _decoded_tokens
+
+    tokenizer = byte_level_tokenizer()
+    ids = [i for i in range(len(tokenizer)) if i not in set(tokenizer.all_special_ids)]
+    fast = _byte_level_tokens(tokenizer, ids)
+    assert fast is not None and fast == _decoded_tokens(tokenizer, ids)
+    texts = {text for _, text, _ in fast}
+    assert {" hello", '{"', "é", "\ufffd"} <= texts  # a word start, a merge, a whole and half character
+
+
+def test_a_tokenizer_that_is_not_byte_level_is_decoded_token_by_token() -> None:
+    from graphopt.llm.local.constrained import _byte_level_tokens
+
+    tokenizer = byte_level_tokenizer()
+    from tokenizers import decoders
+
+    tokenizer.backend_tokenizer.decoder = decoders.WordPiece()
+    assert _byte_level_tokens(tokenizer, list(range(1, 50))) is None
