@@ -81,14 +81,15 @@ class Feedback(BaseModel):
         builds one)."""
         if cls is not Feedback or not is_tensor(loss) or loss.numel() != 1:
             return cls(loss=loss)  # a subclass's validators run; a wrong loss gets pydantic's error
-        # What pydantic's ``model_construct`` sets, written directly: its own loop costs more.
+        # What pydantic's ``model_construct`` sets, written directly through the slots'
+        # descriptors (frozen models refuse their own __setattr__): its own loop costs more.
         feedback = object.__new__(cls)
         fields = _NO_FIELDS.copy()
         fields["loss"] = loss
-        _set(feedback, "__dict__", fields)
-        _set(feedback, "__pydantic_fields_set__", {"loss"})
-        _set(feedback, "__pydantic_extra__", None)
-        _set(feedback, "__pydantic_private__", None)
+        _set_dict(feedback, fields)
+        _set_fields_set(feedback, {"loss"})
+        _set_extra(feedback, None)
+        _set_private(feedback, None)
         return feedback
 
     @classmethod
@@ -140,5 +141,7 @@ class Feedback(BaseModel):
         return "; ".join(parts)
 
 
-_set = object.__setattr__  # frozen models refuse their own __setattr__
+_set_dict, _set_fields_set, _set_extra, _set_private = (
+    vars(BaseModel)[slot].__set__
+    for slot in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"))
 _NO_FIELDS: dict[str, Any] = {name: field.default for name, field in Feedback.model_fields.items()}
