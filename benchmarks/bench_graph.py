@@ -2,17 +2,21 @@
 
 ``minimal_node`` builds the same chain from a bare slotted class (micrograd's shape), so the
 ratio of graphopt's tracing to the floor is read within one run. ``python benchmarks/bench_graph.py``
-prints the median µs per op of ``ROUNDS`` builds (``ROUNDS_LARGE`` at 1M), the exponent between
-sizes (1.0 is linear: flat µs/op) and the spread (fastest–slowest build) below, since a shared
-machine's load moves single builds; the 1M sizes run one timed round under pytest-benchmark.
+prints the median µs per op of ``ROUNDS`` builds (``ROUNDS_LARGE`` at 1M), each shape in a fresh
+process, the exponent between sizes (1.0 is linear: flat µs/op) and the spread (fastest–slowest
+build) below, since a shared machine's load moves single builds; the 1M sizes run one timed round
+under pytest-benchmark.
 """
 
 from __future__ import annotations
 
 import gc
 import itertools
+import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -160,12 +164,24 @@ def _time(shape, n, rounds):
     return times
 
 
+def _samples(shape, sizes):
+    """``_time`` for each size, in a fresh interpreter: a process that has built and freed a
+    million-node graph makes later small graphs measurably slower (its heap is spread out), so
+    one shape's large sizes must not weigh on the next shape's small ones."""
+    code = (f"import sys, json; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+            f"import bench_graph as b\n"
+            f"print(json.dumps([b._time({shape!r}, n, b.ROUNDS_LARGE if n >= 1_000_000 else b.ROUNDS) "
+            f"for n in {list(sizes)!r}]))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
 def main(sizes=SIZES) -> None:
     shapes = ["minimal", "params", "chain", "op_chain", "fan_in", "tree"]
     print(f"{'shape':10}" + "".join(f"{n:>12,}" for n in sizes) + "   exponents (µs/op flat = 1.00)")
     spreads = []
     for shape in shapes:
-        samples = [_time(shape, n, ROUNDS_LARGE if n >= 1_000_000 else ROUNDS) for n in sizes]
+        samples = _samples(shape, sizes)
         seconds = [statistics.median(times) for times in samples]
         per_op = "".join(f"{s / n * 1e6:10.2f}µs" for s, n in zip(seconds, sizes))
         exponents = " ".join(f"{math.log(seconds[i + 1] / seconds[i]) / math.log(sizes[i + 1] / sizes[i]):.2f}"
