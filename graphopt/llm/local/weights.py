@@ -10,6 +10,7 @@ never sees half of it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import time
@@ -67,8 +68,9 @@ def load_from_gguf(path: Path) -> tuple[Any, Any]:
     """Model (dequantized, bf16) and tokenizer read straight from the GGUF file."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    with gguf_parsed_once():
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
     model = model.to(torch.bfloat16)
     # The weights are plain tensors now; a GGUF quantizer left attached would make
     # save_pretrained write a config that reloads as GGUF.
@@ -76,6 +78,39 @@ def load_from_gguf(path: Path) -> tuple[Any, Any]:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def gguf_parsed_once() -> Iterator[None]:
+    """Inside the block, each GGUF file is parsed once and gguf's tensor-name table built once.
+
+    transformers parses the file for the tokenizer, again for the config and again for the
+    weights (about 10 s each here: 49k vocabulary strings read one numpy view at a time), and
+    rebuilds ``gguf.get_tensor_name_map`` for every module it names (about 400 times, 12 s). Both
+    are pure functions of their arguments and transformers imports them at call time from
+    ``gguf``, so the block swaps in memoized versions and puts the originals back after it. If
+    ``gguf`` lacks either name, nothing is swapped and the load is as slow as before.
+    """
+    import gguf
+
+    reader_class = getattr(gguf, "GGUFReader", None)
+    name_map = getattr(gguf, "get_tensor_name_map", None)
+    if reader_class is None or name_map is None:
+        yield
+        return
+    readers: dict[tuple[str, str], Any] = {}
+
+    def reader(path: Any, mode: str = "r") -> Any:
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = reader_class(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(maxsize=None)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
 
 
 def save_converted(model: Any, tokenizer: Any, target: Path) -> None:
