@@ -168,11 +168,8 @@ def _samples(shape, sizes):
     """``_time`` for each size, in a fresh interpreter: a process that has built and freed a
     million-node graph makes later small graphs measurably slower (its heap is spread out), so
     one shape's large sizes must not weigh on the next shape's small ones."""
-    code = (f"import sys, json; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
-            f"import bench_graph as b\n"
-            f"print(json.dumps([b._time({shape!r}, n, b.ROUNDS_LARGE if n >= 1_000_000 else b.ROUNDS) "
-            f"for n in {list(sizes)!r}]))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    command = [sys.executable, os.path.abspath(__file__), "--shape", shape, *map(str, sizes)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.splitlines()[-1])
 
 
@@ -194,4 +191,8 @@ def main(sizes=SIZES) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or SIZES)
+    if sys.argv[1:2] == ["--shape"]:  # one row, for main(): its samples as JSON
+        print(json.dumps([_time(sys.argv[2], int(n), ROUNDS_LARGE if int(n) >= 1_000_000 else ROUNDS)
+                          for n in sys.argv[3:]]))
+    else:
+        main([int(a) for a in sys.argv[1:]] or SIZES)
