@@ -5,8 +5,9 @@ on a worker gets an ``EngineProxy`` instead of loading the model in that worker 
 proxy's requests go to ``NodeEngine``, an actor named after the node and the engine's settings
 (started by the first worker that needs it, found by the others: ``get_if_exists``), pinned to
 that node, which loads the engine once and serves up to ``max_batch`` requests at a time on
-threads, so requests from all the node's workers batch together there. Ray is imported only
-when a proxy is first made.
+threads, so requests from all the node's workers batch together there. The actor is detached:
+it outlives the worker that started it and serves later runs on the same cluster until the
+cluster stops (or ``ray.kill``). Ray is imported only when a proxy is first made.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from concurrent.futures import Future
 from typing import Any, Iterator
 
 from graphopt.llm.config import LLMSettings
+
+NAMESPACE = "graphopt"
+"""The Ray namespace of the engine actors (``ray.util.list_named_actors(all_namespaces=True)``)."""
 
 
 class NodeEngine:
@@ -40,8 +44,12 @@ def _actor(settings: LLMSettings) -> Any:
     node = ray.get_runtime_context().get_node_id()
     key = repr((settings.local_backend, settings.device, str(settings.model_cache_dir)))
     name = f"graphopt-engine-{node}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    # Detached: owned by the cluster, not by the worker that happened to start it, which Ray
+    # reaps when idle (the actor, and the loaded model, would go with it mid-run). In one
+    # namespace, so every job on the cluster shares the node's engine; it ends with the cluster.
     return ray.remote(NodeEngine).options(
-        name=name, get_if_exists=True, num_cpus=0, max_concurrency=max(2, settings.max_batch),
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
+        max_concurrency=max(2, settings.max_batch),
         scheduling_strategy=strategies.NodeAffinitySchedulingStrategy(node_id=node, soft=False),
     ).remote(settings)
 

@@ -340,9 +340,12 @@ class LocalAsker(go.Module):
     def ask(self, instruction: str, text: str) -> str:
         from graphopt.llm.local import runtime
 
-        reply = go.llm.get("local/smollm2").complete(
-            [{"role": "user", "content": f"{instruction} {text}"}], max_tokens=2, cache=False)
-        return f"{len(runtime._engines)}|{reply.text}"
+        client = go.llm.get("local/smollm2")
+        reply = client.complete([{"role": "user", "content": f"{instruction} {text}"}],
+                                max_tokens=2, cache=False)
+        proxy = client.backend.engine  # an EngineProxy on a Ray worker
+        served_by = proxy.actor._actor_id.hex() if hasattr(proxy, "actor") else "this process"
+        return f"{len(runtime._engines)}|{served_by}|{reply.text}"
 
     def forward(self, text: str) -> go.Node:
         return self.ask(self.instruction, text)
@@ -352,7 +355,10 @@ def test_the_embedded_model_loads_once_per_node_in_an_actor_not_in_each_worker(c
     result = go.evaluate(LocalAsker(), TRAIN, lambda example, prediction: 1.0, executor="ray")
     outputs = [json.loads(e.output) for e in result.examples]
     assert all(e.error is None for e in result.examples), [e.error for e in result.examples]
-    assert all(o.startswith("0|") and len(o) > 2 for o in outputs), outputs  # no worker loaded it
-    engines = [n for n in ray.util.list_named_actors() if n.startswith("graphopt-engine-")]
-    assert len(engines) == 1, engines  # one for the node, serving both workers
-    ray.kill(ray.get_actor(engines[0]))
+    held, served_by, texts = zip(*(o.split("|", 2) for o in outputs))
+    assert set(held) == {"0"} and all(texts), outputs  # no worker loaded the model itself
+    assert len(set(served_by)) == 1 and "this process" not in served_by, outputs  # one node actor
+    engines = [a for a in ray.util.list_named_actors(all_namespaces=True)
+               if a["name"].startswith("graphopt-engine-")]
+    assert len(engines) == 1 and engines[0]["namespace"] == "graphopt", engines  # it outlives the run
+    ray.kill(ray.get_actor(engines[0]["name"], namespace="graphopt"))
