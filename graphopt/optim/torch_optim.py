@@ -81,6 +81,25 @@ class TorchOptimizer(Optimizer):
         self._before_step = self.plugin_manager.hook.graphopt_before_step
         self._after_step = self.plugin_manager.hook.graphopt_after_step
 
+    def add_param_group(self, group: Mapping[str, Any]) -> None:
+        """Add a group, to torch's optimizer too once it exists (its options checked by torch);
+        a group torch refuses leaves both unchanged."""
+        super().add_param_group(group)
+        if "torch_optimizer" not in self.__dict__:  # still in __init__: torch gets every group then
+            return
+        added = self.param_groups[-1]
+        tensors = [p.value for p in added["params"]]
+        try:
+            self.torch_optimizer.add_param_group(
+                {**{k: v for k, v in added.items() if k != "params"}, "params": tensors})
+        except (TypeError, ValueError) as err:
+            self.param_groups.pop()
+            for target in added["params"]:
+                del self.param_names[target]
+            raise ValueError(f"optimizer 'torch' ({self.algorithm}): {err}") from err
+        self._tensors.extend(tensors)
+        self._committed.update({self.param_names[p]: p.value for p in added["params"]})
+
     def check_param(self, name: str, target: Param) -> None:
         tensor = target.value
         if not (tensor.is_leaf and tensor.requires_grad and tensor.is_floating_point()):

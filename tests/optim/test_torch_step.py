@@ -97,3 +97,31 @@ def test_the_module_imports_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_a_group_added_after_construction_is_stepped_and_saved(plugin_manager):
+    first = go.param(torch.ones(2, requires_grad=True), name="first")
+    later = go.param(torch.ones(3, requires_grad=True), name="later")
+    opt = go.optimizer("torch", [first], algorithm="SGD", lr=0.5, plugin_manager=plugin_manager)
+    opt.add_param_group({"params": [later], "lr": 0.25})
+    (first.value.sum() + later.value.sum()).backward()
+    committed = opt.step()
+    assert set(committed) == {"first", "later"}
+    assert torch.equal(later.value.detach(), torch.full((3,), 0.75))
+    assert torch.equal(first.value.detach(), torch.full((2,), 0.5))
+    opt.zero_feedback()
+    assert later.value.grad is None
+    saved = opt.state_dict()
+    assert [g["params"] for g in saved["param_groups"]] == [["first"], ["later"]]
+
+
+def test_a_group_torch_refuses_leaves_the_optimizer_unchanged(plugin_manager):
+    first = go.param(torch.ones(2, requires_grad=True), name="first")
+    alias = go.param(first.value, name="alias")  # another param over the same tensor
+    opt = go.optimizer("torch", [first], algorithm="SGD", lr=0.5, plugin_manager=plugin_manager)
+    with pytest.raises(ValueError, match="optimizer 'torch' \\(SGD\\): .*more than one"):
+        opt.add_param_group({"params": [alias]})
+    assert opt.params == [first] and len(opt.torch_optimizer.param_groups) == 1
+    assert len(opt.param_groups) == 1 and "alias" not in opt.param_names.values()
+    first.value.sum().backward()
+    assert set(opt.step()) == {"first"}
