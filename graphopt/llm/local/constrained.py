@@ -89,9 +89,8 @@ def _byte_level_tokens(tokenizer: Any, ids: list[int], checks: int = 256) -> lis
                  for piece in tokenizer.convert_ids_to_tokens(ids)]
     except (KeyError, TypeError):  # a piece outside the byte alphabet: not plain byte-level
         return None
-    sample = ids[::max(1, len(ids) // checks)]
-    positions = {token: index for index, token in enumerate(ids)}
-    if [texts[positions[i]] for i in sample] != [t for _, t, _ in _decoded_tokens(tokenizer, sample)]:
+    step = max(1, len(ids) // checks)
+    if texts[::step] != [t for _, t, _ in _decoded_tokens(tokenizer, ids[::step])]:
         return None
     return [(i, text, False) for i, text in zip(ids, texts)]
 

@@ -258,7 +258,7 @@ class Engine:
     def _prefill(self, prefix: list[int], start: int, known: Layers | None) -> Layers:
         """Keys and values of ``prefix``, computing tokens ``start`` onwards (``known`` holds the
         ones before)."""
-        cache = self._cache(known, 1) if known is not None else self._cache([], 1)
+        cache = self._cache(known or [], 1)
         with torch.inference_mode():
             self.model(input_ids=torch.tensor([prefix[start:]], device=self.device),
                        use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache})

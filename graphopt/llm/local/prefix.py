@@ -23,11 +23,8 @@ MIN_PREFIX = 16
 def common_prefix(rows: Sequence[Sequence[int]]) -> int:
     """Length of the token prefix every row shares, leaving each row at least one token of its own
     (``generate`` must run the model on one new token per row at least)."""
-    first, shortest = rows[0], min(len(r) for r in rows)
-    length = 0
-    while length < shortest - 1 and all(r[length] == first[length] for r in rows):
-        length += 1
-    return length
+    first = rows[0]
+    return max(0, min([min(len(r) for r in rows) - 1, *(_shared(first, r) for r in rows[1:])]))
 
 
 class PrefixStore:
@@ -69,15 +66,13 @@ class PrefixStore:
         """Layers for exactly ``tokens``: the longest stored start, extended by
         ``compute(start, layers)`` (which runs the model on ``tokens[start:]``), then stored."""
         start, layers = self.longest(tokens)
-        if start == len(tokens) and layers is not None:
-            self.hits += 1
-            self.reused_tokens += start
-            return layers
         if start:
             self.hits += 1
             self.reused_tokens += start
         else:
             self.misses += 1
+        if layers is not None and start == len(tokens):
+            return layers  # stored exactly: nothing to compute
         layers = compute(start, layers)
         self.put(tokens, layers)
         return layers
@@ -94,10 +89,6 @@ class PrefixStore:
                 del self._entries[other]
             while sum(len(k) for k in self._entries) > self.max_tokens:
                 self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 def _shared(a: Sequence[int], b: Sequence[int]) -> int:
