@@ -40,10 +40,6 @@ def topological_order(outputs: Iterable[Node]) -> list[Node]:
     return order
 
 
-def is_trainable(node: Node) -> bool:
-    return isinstance(node, Param) and node.trainable
-
-
 class Subgraph:
     """The nodes on a path from a trainable parameter to one of ``outputs``, parents first."""
 
